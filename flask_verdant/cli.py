@@ -1,0 +1,33 @@
+"""``flask verdant ...``: operate on libraries from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+verdant_cli = AppGroup("verdant", help="Manage Verdant sync libraries.")
+
+
+@verdant_cli.command("evict")
+@click.argument("library_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def evict_command(library_id: str, yes: bool) -> None:
+    """Delete LIBRARY_ID's server copy; connected replicas restore it."""
+    if not yes:
+        click.confirm(
+            f"Delete all server data of library {library_id!r}? Replicas will re-upload theirs.",
+            abort=True,
+        )
+    current_app.extensions["verdant"].evict_library(library_id)
+    click.echo(f"Evicted library {library_id}")
+
+
+@verdant_cli.command("info")
+@click.argument("library_id")
+def info_command(library_id: str) -> None:
+    """Print LIBRARY_ID's replicas, history size and global ack as JSON."""
+    info = current_app.extensions["verdant"].library_info(library_id)
+    click.echo(json.dumps(info, indent=2, sort_keys=True))

@@ -1,0 +1,332 @@
+"""The protocol core: the rules of spec 6 applied to one validated message.
+
+No Flask, sockets or threads here. Given the sender's verified token and a message, the engine
+reads and writes storage in one transaction and returns the envelopes to deliver, in emission
+order. Callers serialize calls per library (see ``locks``), which reproduces the single-threaded
+semantics of the reference server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ErrorCode, VerdantError, bad_request
+from .messages import (
+    AckMessage,
+    ClientMessage,
+    HeartbeatMessage,
+    IgnoredMessage,
+    OpMessage,
+    PresenceUpdateMessage,
+    SyncMessage,
+)
+from .outbox import Broadcast, Envelope, Reply
+from .presence import PresenceRegistry
+from .profiles import ProfileCache
+from .storage import Database, ReplicaRecord, Transaction
+from .tokens import ReplicaType, TokenInfo
+
+logger = logging.getLogger("flask_verdant")
+
+_GLOBAL_ACK_TYPES = (ReplicaType.REALTIME, ReplicaType.PUSH)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    replica_truancy_minutes: float = 60 * 24 * 14
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        database: Database,
+        presence: PresenceRegistry,
+        profiles: ProfileCache,
+        settings: EngineSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self.presence = presence
+        self.profiles = profiles
+        self.settings = settings
+        self._clock = clock
+
+    # intake
+
+    def check_ownership(self, sender: TokenInfo, messages: list[ClientMessage]) -> None:
+        """Refuse a batch that names a replica registered to another user, before any is applied."""
+        replica_ids = {m.replica_id for m in messages if m.replica_id}
+        if not replica_ids:
+            return
+        with self.database.read() as tx:
+            for replica_id in sorted(replica_ids):
+                replica = tx.get_replica(sender.library_id, replica_id)
+                if replica is not None and replica.user_id != sender.user_id:
+                    raise VerdantError(
+                        ErrorCode.FORBIDDEN,
+                        f"Replica {replica_id!r} belongs to another user",
+                    )
+
+    def handle(self, sender: TokenInfo, message: ClientMessage) -> list[Envelope]:
+        now = self._clock()
+        if isinstance(message, HeartbeatMessage):
+            self._refresh_presence(sender, message.replica_id, now)
+            return [Reply({"type": "heartbeat-response"})]
+        if isinstance(message, PresenceUpdateMessage):
+            return self._handle_presence_update(sender, message, now)
+        with self.database.write() as tx:
+            tx.ensure_library(sender.library_id)
+            if isinstance(message, SyncMessage):
+                envelopes = self._handle_sync(tx, sender, message, now)
+            elif isinstance(message, OpMessage):
+                envelopes = self._handle_op(tx, sender, message, now)
+            elif isinstance(message, AckMessage):
+                envelopes = self._handle_ack(tx, sender, message, now)
+            else:
+                envelopes = []
+            if message.replica_id:
+                tx.touch_replica(sender.library_id, message.replica_id, _ms(now))
+        self._refresh_presence(sender, message.replica_id, now)
+        return envelopes
+
+    # sync (spec 6.2, with fixes 12.7, 12.8, 12.12, 12.14)
+
+    def _handle_sync(
+        self, tx: Transaction, sender: TokenInfo, m: SyncMessage, now: float
+    ) -> list[Envelope]:
+        library_id = sender.library_id
+        if m.resync_all:
+            tx.delete_replica(library_id, m.replica_id)
+        replica, status = self._get_or_create_replica(tx, sender, m.replica_id, now)
+        changes_since = replica.acked_logical_time if status == "existing" else None
+        empty_library = changes_since is None and tx.is_library_empty(library_id)
+        overwrite = (m.resync_all or status != "existing") and not empty_library
+        claims_history = not m.since_is_null
+
+        if empty_library and status == "new" and claims_history and sender.type.can_write:
+            return [Reply({"type": "need-since", "since": None})]
+        if not empty_library and m.since_is_null:
+            overwrite = True
+        carries_data = bool(m.operations or m.baselines)
+        if not sender.type.can_write and carries_data and not empty_library:
+            # A read-only replica cannot contribute; make it mirror the server instead.
+            overwrite = True
+
+        if overwrite:
+            # A replica told to drop its data must receive everything, not what follows a
+            # stale acknowledgement (reference weakness 12.7).
+            tx.reset_replica_acks(library_id, m.replica_id)
+            operations = tx.operations_after(library_id, 0)
+            baselines = tx.baselines_after(library_id, None)
+        else:
+            operations = tx.operations_after(library_id, replica.acked_server_order)
+            baselines = tx.baselines_after(library_id, changes_since)
+
+        envelopes: list[Envelope] = []
+        if not overwrite and sender.type.can_write:
+            tx.upsert_baselines(library_id, m.baselines)
+            tx.insert_operations(library_id, m.replica_id, m.operations)
+            tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
+            if carries_data:
+                envelopes.append(
+                    Broadcast(
+                        _omit_none(
+                            {
+                                "type": "op-re",
+                                "operations": m.operations,
+                                "baselines": m.baselines,
+                                "replicaId": m.replica_id,
+                                "globalAckTimestamp": self._global_ack(tx, library_id, now),
+                            }
+                        ),
+                        include_sender=False,
+                    )
+                )
+        response: dict[str, Any] = {
+            "type": "sync-resp",
+            "operations": [row.to_message() for row in operations],
+            "baselines": [row.to_message() for row in baselines],
+            "globalAckTimestamp": self._global_ack(tx, library_id, now),
+            "peerPresence": self.presence.peers(library_id),
+            "overwriteLocalData": overwrite,
+            "ackedTimestamp": m.timestamp,
+        }
+        if operations:
+            response["ackThisNonce"] = encode_nonce(operations[-1].server_order)
+        envelopes.append(Reply(_omit_none(response)))
+        return envelopes
+
+    def _get_or_create_replica(
+        self, tx: Transaction, sender: TokenInfo, replica_id: str, now: float
+    ) -> tuple[ReplicaRecord, str]:
+        replica = tx.get_replica(sender.library_id, replica_id)
+        if replica is None:
+            created = tx.create_replica(sender.library_id, replica_id, sender.user_id, sender.type)
+            return created, "new"
+        if replica.type != sender.type:
+            tx.set_replica_type(sender.library_id, replica_id, sender.type)
+        if replica.last_seen_ms is not None and replica.last_seen_ms < self._truancy_cutoff(now):
+            return replica, "truant"
+        return replica, "existing"
+
+    # op (spec 6.3)
+
+    def _handle_op(
+        self, tx: Transaction, sender: TokenInfo, m: OpMessage, now: float
+    ) -> list[Envelope]:
+        if not m.operations:
+            return []
+        if not sender.type.can_write:
+            return [Reply({"type": "forbidden"})]
+        library_id = sender.library_id
+        tx.insert_operations(library_id, m.replica_id, m.operations)
+        envelopes: list[Envelope] = [
+            Broadcast(
+                _omit_none(
+                    {
+                        "type": "op-re",
+                        "operations": m.operations,
+                        "baselines": [],
+                        "replicaId": m.replica_id,
+                        "globalAckTimestamp": self._global_ack(tx, library_id, now),
+                    }
+                ),
+                include_sender=False,
+            ),
+            Reply({"type": "server-ack", "timestamp": m.timestamp}),
+        ]
+        previous = tx.stored_global_ack(library_id)
+        tx.advance_acked_logical_time(library_id, m.replica_id, m.operations[-1]["timestamp"])
+        envelopes.extend(self._global_ack_changes(tx, library_id, previous, now))
+        return envelopes
+
+    # ack (spec 6.4, with fix 12.9: nonces are capped at the library's counter)
+
+    def _handle_ack(
+        self, tx: Transaction, sender: TokenInfo, m: AckMessage, now: float
+    ) -> list[Envelope]:
+        library_id = sender.library_id
+        if m.nonce:
+            server_order = min(decode_nonce(m.nonce), tx.last_server_order(library_id))
+            tx.advance_acked_server_order(library_id, m.replica_id, server_order)
+            return []
+        if not m.timestamp:
+            return []
+        previous = tx.stored_global_ack(library_id)
+        tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
+        tx.advance_acked_server_order(
+            library_id, m.replica_id, tx.server_order_of_timestamp(library_id, m.timestamp)
+        )
+        return self._global_ack_changes(tx, library_id, previous, now)
+
+    # presence (spec 6.8)
+
+    def _handle_presence_update(
+        self, sender: TokenInfo, m: PresenceUpdateMessage, now: float
+    ) -> list[Envelope]:
+        profile = self.profiles.get(sender.user_id)
+        user_info = self.presence.update(
+            sender.library_id, m.replica_id, sender.user_id, m.presence, profile, now
+        )
+        # lastSeen is not touched here: pull clients send presence before sync, and a touch
+        # would make a truant replica look fresh right before its sync is judged.
+        return [
+            Broadcast(
+                {"type": "presence-changed", "replicaId": m.replica_id, "userInfo": user_info},
+                include_sender=True,
+            )
+        ]
+
+    def _refresh_presence(self, sender: TokenInfo, replica_id: str | None, now: float) -> None:
+        if replica_id:
+            self.presence.refresh(sender.library_id, replica_id, now)
+
+    # global ack (spec 6.5, with fix 12.13: one monotonic value per library)
+
+    def _global_ack(self, tx: Transaction, library_id: str, now: float) -> str | None:
+        computed = tx.min_acked_logical_time(
+            library_id, self._truancy_cutoff(now), _GLOBAL_ACK_TYPES
+        )
+        stored = tx.stored_global_ack(library_id)
+        if computed is not None and (stored is None or computed > stored):
+            tx.set_global_ack(library_id, computed)
+            return computed
+        return stored
+
+    def _global_ack_changes(
+        self, tx: Transaction, library_id: str, previous: str | None, now: float
+    ) -> list[Envelope]:
+        current = self._global_ack(tx, library_id, now)
+        if current is None or current == previous:
+            return []
+        return [Broadcast({"type": "global-ack", "timestamp": current}, include_sender=True)]
+
+    def _truancy_cutoff(self, now: float) -> int:
+        return _ms(now - self.settings.replica_truancy_minutes * 60)
+
+    # administration
+
+    def library_info(self, library_id: str) -> dict[str, Any]:
+        now = self._clock()
+        cutoff = self._truancy_cutoff(now)
+        with self.database.read() as tx:
+            replicas = tx.list_replicas(library_id)
+            info: dict[str, Any] = {
+                "replicas": [
+                    {
+                        "id": r.replica_id,
+                        "userId": r.user_id,
+                        "type": int(r.type),
+                        "ackedLogicalTime": r.acked_logical_time,
+                        "ackedServerOrder": r.acked_server_order,
+                        "truant": r.last_seen_ms is not None and r.last_seen_ms < cutoff,
+                        "profile": self.profiles.get(r.user_id),
+                    }
+                    for r in replicas
+                ],
+                "latestServerOrder": tx.last_server_order(library_id),
+                "operationsCount": tx.count_operations(library_id),
+                "baselinesCount": tx.count_baselines(library_id),
+                "globalAck": tx.stored_global_ack(library_id),
+            }
+        return info
+
+    def evict_library(self, library_id: str) -> None:
+        with self.database.write() as tx:
+            tx.delete_library(library_id)
+        self.presence.clear(library_id)
+
+    def evict_user(self, library_id: str, user_id: str) -> int:
+        with self.database.write() as tx:
+            return tx.delete_user_replicas(library_id, user_id)
+
+
+def encode_nonce(server_order: int) -> str:
+    """The opaque ack token a client echoes back: base64 of the JSON number (spec 6.2)."""
+    return base64.b64encode(json.dumps(server_order).encode()).decode()
+
+
+def decode_nonce(nonce: str) -> int:
+    try:
+        value = json.loads(base64.b64decode(nonce, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise bad_request("The ack nonce is not one this server issued") from exc
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_request("The ack nonce is not one this server issued")
+    return value
+
+
+def _omit_none(message: dict[str, Any]) -> dict[str, Any]:
+    """Absent optional fields are omitted on the wire, never sent as null (spec 4.1)."""
+    return {key: value for key, value in message.items() if value is not None}
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)

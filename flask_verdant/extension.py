@@ -1,0 +1,84 @@
+"""The Flask extension: configuration, the ``/sync`` blueprint, the CLI and admin methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app
+
+from .cli import verdant_cli
+from .http_transport import sync_view
+from .profiles import ProfileLoader
+from .server import SyncServer
+from .settings import Settings
+
+
+class Verdant:
+    """Adds a Verdant sync server to a Flask app.
+
+    State lives in ``app.extensions["verdant"]``; the extension object keeps only the
+    constructor arguments, so one instance can serve several apps (application factories).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        database_file: str | None = None,
+        token_secret: str | None = None,
+        profiles: ProfileLoader | None = None,
+        url_prefix: str | None = None,
+        replica_truancy_minutes: float | None = None,
+        disable_rebasing: bool | None = None,
+        file_storage: Any = None,
+    ) -> None:
+        self._arguments: dict[str, Any] = {
+            "database_file": database_file,
+            "token_secret": token_secret,
+            "url_prefix": url_prefix,
+            "replica_truancy_minutes": replica_truancy_minutes,
+            "disable_rebasing": disable_rebasing,
+        }
+        self._profiles = profiles
+        self._file_storage = file_storage
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        if "verdant" in app.extensions:
+            raise RuntimeError("flask-verdant is already set up on this app")
+        settings = Settings.resolve(app.config, self._arguments)
+        profiles = self._profiles or app.config.get("VERDANT_PROFILES")
+        server = SyncServer(settings, profiles)
+        app.extensions["verdant"] = server
+        blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
+        blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
+        app.register_blueprint(blueprint)
+        app.cli.add_command(verdant_cli)
+
+    @staticmethod
+    def _server() -> SyncServer:
+        try:
+            server: SyncServer = current_app.extensions["verdant"]
+        except RuntimeError as exc:
+            raise RuntimeError(
+                "flask-verdant admin methods need an application context "
+                "(with app.app_context(): ...)"
+            ) from exc
+        except KeyError as exc:
+            raise RuntimeError("flask-verdant is not set up on the current app") from exc
+        return server
+
+    def evict_library(self, library_id: str) -> None:
+        """Delete a library's server copy; connected replicas re-upload theirs (need-since)."""
+        self._server().evict_library(library_id)
+
+    def evict_user(self, library_id: str, user_id: str) -> int:
+        """Forget a user's replicas; their next sync resets them to the server's state."""
+        return self._server().evict_user(library_id, user_id)
+
+    def get_library_info(self, library_id: str) -> dict[str, Any]:
+        return self._server().library_info(library_id)
+
+    def get_library_presence(self, library_id: str) -> dict[str, Any]:
+        return self._server().library_presence(library_id)

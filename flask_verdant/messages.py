@@ -1,0 +1,174 @@
+"""Client messages as typed values, validated before anything touches storage.
+
+Validation happens up front for a whole request so that malformed input is refused before any
+message of it has been applied. Operations and baselines keep the exact dicts the client sent,
+because ``op-re`` must relay them unchanged (spec 4.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import bad_request
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SyncMessage:
+    replica_id: str
+    timestamp: str
+    operations: list[JSONDict]
+    baselines: list[JSONDict]
+    since: str | None
+    since_is_null: bool
+    resync_all: bool
+
+
+@dataclass(frozen=True)
+class OpMessage:
+    replica_id: str
+    timestamp: str
+    operations: list[JSONDict]
+
+
+@dataclass(frozen=True)
+class AckMessage:
+    replica_id: str
+    timestamp: str | None
+    nonce: str | None
+
+
+@dataclass(frozen=True)
+class HeartbeatMessage:
+    replica_id: str | None
+
+
+@dataclass(frozen=True)
+class PresenceUpdateMessage:
+    replica_id: str
+    presence: Any
+
+
+@dataclass(frozen=True)
+class IgnoredMessage:
+    """A deprecated type (``sync-ack``) that no 3.x client sends; accepted and dropped."""
+
+    replica_id: str | None
+
+
+ClientMessage = Union[
+    SyncMessage, OpMessage, AckMessage, HeartbeatMessage, PresenceUpdateMessage, IgnoredMessage
+]
+
+
+def parse_message(raw: object) -> ClientMessage:
+    """Turn one decoded JSON value into a message, or raise a 4000 error naming the problem."""
+    if not isinstance(raw, dict):
+        raise bad_request("Each message must be a JSON object")
+    kind = raw.get("type")
+    if kind == "sync":
+        return _parse_sync(raw)
+    if kind == "op":
+        return OpMessage(
+            replica_id=_string(raw, "replicaId"),
+            timestamp=_string(raw, "timestamp"),
+            operations=_operations(raw, "operations"),
+        )
+    if kind == "ack":
+        return AckMessage(
+            replica_id=_string(raw, "replicaId"),
+            timestamp=_optional_string(raw, "timestamp"),
+            nonce=_optional_string(raw, "nonce"),
+        )
+    if kind == "heartbeat":
+        return HeartbeatMessage(replica_id=_optional_string(raw, "replicaId"))
+    if kind == "presence-update":
+        return PresenceUpdateMessage(
+            replica_id=_string(raw, "replicaId"), presence=raw.get("presence")
+        )
+    if kind == "sync-ack":
+        return IgnoredMessage(replica_id=_optional_string(raw, "replicaId"))
+    if not isinstance(kind, str):
+        raise bad_request("A message needs a string 'type'")
+    raise bad_request(f"Unknown message type {kind[:64]!r}")
+
+
+def parse_messages(raw: object) -> list[ClientMessage]:
+    if not isinstance(raw, list):
+        raise bad_request("'messages' must be a list")
+    return [parse_message(item) for item in raw]
+
+
+def _parse_sync(raw: JSONDict) -> SyncMessage:
+    since = raw.get("since")
+    if since is not None and not isinstance(since, str):
+        raise bad_request("'since' must be a string or null")
+    resync_all = raw.get("resyncAll", False)
+    if not isinstance(resync_all, bool):
+        raise bad_request("'resyncAll' must be a boolean")
+    return SyncMessage(
+        replica_id=_string(raw, "replicaId"),
+        timestamp=_string(raw, "timestamp"),
+        operations=_operations(raw, "operations"),
+        baselines=_baselines(raw, "baselines"),
+        since=since,
+        # A missing `since` claims history, like the reference server treats it (spec 11.1/18).
+        since_is_null="since" in raw and since is None,
+        resync_all=resync_all,
+    )
+
+
+def _string(raw: JSONDict, key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"'{key}' must be a non-empty string")
+    return value
+
+
+def _optional_string(raw: JSONDict, key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"'{key}' must be a string")
+    return value or None
+
+
+def _list(raw: JSONDict, key: str) -> list[Any]:
+    value = raw.get(key)
+    if not isinstance(value, list):
+        raise bad_request(f"'{key}' must be a list")
+    return value
+
+
+def _operations(raw: JSONDict, key: str) -> list[JSONDict]:
+    operations = _list(raw, key)
+    for index, operation in enumerate(operations):
+        where = f"{key}[{index}]"
+        if not isinstance(operation, dict):
+            raise bad_request(f"{where} must be an object")
+        _check_string(operation, "oid", where)
+        _check_string(operation, "timestamp", where)
+        data = operation.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("op"), str):
+            raise bad_request(f"{where}.data must be a patch object with a string 'op'")
+    return operations
+
+
+def _baselines(raw: JSONDict, key: str) -> list[JSONDict]:
+    baselines = _list(raw, key)
+    for index, baseline in enumerate(baselines):
+        where = f"{key}[{index}]"
+        if not isinstance(baseline, dict):
+            raise bad_request(f"{where} must be an object")
+        _check_string(baseline, "oid", where)
+        _check_string(baseline, "timestamp", where)
+    return baselines
+
+
+def _check_string(item: JSONDict, key: str, where: str) -> None:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"{where}.{key} must be a non-empty string")

@@ -1,0 +1,117 @@
+"""Who is online in each library, kept in memory per (library, replica) and shown per user.
+
+Keying by replica (not by user, as the reference does) lets a user with two devices stay online
+while one of them leaves, and makes "this user's last replica went" exact, so exactly one
+``presence-offline`` is produced per departure.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class _ReplicaPresence:
+    user_id: str
+    replica_id: str
+    presence: Any
+    profile: Any
+    updated_at: float
+    expires_at: float
+
+    def user_info(self) -> dict[str, Any]:
+        return {
+            "id": self.user_id,
+            "presence": self.presence,
+            "profile": self.profile,
+            "replicaId": self.replica_id,
+        }
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A user whose last replica left a library."""
+
+    library_id: str
+    replica_id: str
+    user_id: str
+
+    def message(self) -> dict[str, Any]:
+        return {"type": "presence-offline", "replicaId": self.replica_id, "userId": self.user_id}
+
+
+class PresenceRegistry:
+    def __init__(self, keepalive_seconds: float = 30.0) -> None:
+        self.keepalive_seconds = keepalive_seconds
+        self._libraries: dict[str, dict[str, _ReplicaPresence]] = {}
+        self._lock = threading.Lock()
+
+    def update(
+        self,
+        library_id: str,
+        replica_id: str,
+        user_id: str,
+        presence: Any,
+        profile: Any,
+        now: float,
+    ) -> dict[str, Any]:
+        """Record a replica's presence and return the ``UserInfo`` to broadcast."""
+        entry = _ReplicaPresence(
+            user_id, replica_id, presence, profile, now, now + self.keepalive_seconds
+        )
+        with self._lock:
+            self._libraries.setdefault(library_id, {})[replica_id] = entry
+        return entry.user_info()
+
+    def refresh(self, library_id: str, replica_id: str, now: float) -> None:
+        with self._lock:
+            entry = self._libraries.get(library_id, {}).get(replica_id)
+            if entry is not None:
+                entry.expires_at = now + self.keepalive_seconds
+
+    def remove(self, library_id: str, replica_id: str) -> Departure | None:
+        with self._lock:
+            return self._remove(library_id, replica_id)
+
+    def _remove(self, library_id: str, replica_id: str) -> Departure | None:
+        replicas = self._libraries.get(library_id)
+        if replicas is None or replica_id not in replicas:
+            return None
+        entry = replicas.pop(replica_id)
+        if not replicas:
+            del self._libraries[library_id]
+        if any(other.user_id == entry.user_id for other in replicas.values()):
+            return None
+        return Departure(library_id, replica_id, entry.user_id)
+
+    def expire(self, now: float) -> list[Departure]:
+        """Drop replicas whose keepalive ran out; report the users that left with them."""
+        with self._lock:
+            expired = [
+                (library_id, replica_id)
+                for library_id, replicas in self._libraries.items()
+                for replica_id, entry in replicas.items()
+                if entry.expires_at <= now
+            ]
+            departures = [self._remove(library_id, replica) for library_id, replica in expired]
+        return [departure for departure in departures if departure is not None]
+
+    def peers(self, library_id: str) -> dict[str, dict[str, Any]]:
+        """Each present user's most recently updated replica, as ``userId -> UserInfo``."""
+        with self._lock:
+            latest: dict[str, _ReplicaPresence] = {}
+            for entry in self._libraries.get(library_id, {}).values():
+                current = latest.get(entry.user_id)
+                if current is None or entry.updated_at >= current.updated_at:
+                    latest[entry.user_id] = entry
+            return {user_id: entry.user_info() for user_id, entry in latest.items()}
+
+    def clear(self, library_id: str) -> None:
+        with self._lock:
+            self._libraries.pop(library_id, None)
+
+    def libraries(self) -> list[str]:
+        with self._lock:
+            return list(self._libraries)

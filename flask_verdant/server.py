@@ -1,0 +1,76 @@
+"""The runtime behind the transports: authentication, per-library serialization, delivery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .engine import EngineSettings, SyncEngine
+from .hub import Connection, Hub
+from .locks import LibraryLocks
+from .messages import ClientMessage
+from .presence import PresenceRegistry
+from .profiles import ProfileCache, ProfileLoader
+from .settings import Settings
+from .storage import Database
+from .tokens import TokenInfo, TokenVerifier
+
+logger = logging.getLogger("flask_verdant")
+
+
+class SyncServer:
+    """Everything one app's sync endpoint shares; lives in ``app.extensions["verdant"]``."""
+
+    def __init__(self, settings: Settings, profiles: ProfileLoader | None) -> None:
+        self.settings = settings
+        self.database = Database(settings.database_file, pool_size=settings.pool_size)
+        self.presence = PresenceRegistry(settings.presence_keepalive_seconds)
+        self.profiles = ProfileCache(profiles)
+        self.hub = Hub()
+        self.locks = LibraryLocks()
+        self.verifier = TokenVerifier(settings.token_secret)
+        self.engine = SyncEngine(
+            self.database,
+            self.presence,
+            self.profiles,
+            EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
+        )
+
+    def authenticate(self, token: str | None) -> TokenInfo:
+        return self.verifier.verify(token)
+
+    def process(
+        self, sender: TokenInfo, connection: Connection, messages: list[ClientMessage]
+    ) -> None:
+        """Handle one batch in order under the library's lock, delivering as it goes."""
+        library_id = sender.library_id
+        with self.locks.hold(library_id):
+            self.expire_presence()
+            self.engine.check_ownership(sender, messages)
+            for message in messages:
+                envelopes = self.engine.handle(sender, message)
+                self.hub.deliver(library_id, connection, envelopes)
+
+    def expire_presence(self) -> None:
+        """Announce users whose replicas stopped refreshing their keepalive."""
+        for departure in self.presence.expire(time.time()):
+            self.hub.publish(departure.library_id, departure.message())
+
+    def evict_library(self, library_id: str) -> None:
+        with self.locks.hold(library_id):
+            self.engine.evict_library(library_id)
+        logger.info("Evicted library %s", library_id)
+
+    def evict_user(self, library_id: str, user_id: str) -> int:
+        with self.locks.hold(library_id):
+            return self.engine.evict_user(library_id, user_id)
+
+    def library_info(self, library_id: str) -> dict[str, Any]:
+        return self.engine.library_info(library_id)
+
+    def library_presence(self, library_id: str) -> dict[str, Any]:
+        return self.presence.peers(library_id)
+
+    def close(self) -> None:
+        self.database.close()

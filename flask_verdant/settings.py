@@ -1,0 +1,61 @@
+"""Extension settings: constructor arguments first, then ``VERDANT_*`` config, then defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_TRUANCY_MINUTES = 60 * 24 * 14
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_file: str
+    token_secret: str
+    url_prefix: str = "/sync"
+    replica_truancy_minutes: float = DEFAULT_TRUANCY_MINUTES
+    disable_rebasing: bool = False
+    max_message_bytes: int = 16 * 1024 * 1024
+    presence_keepalive_seconds: float = 30.0
+    pool_size: int = 8
+
+    @classmethod
+    def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
+        def pick(name: str, default: Any = None) -> Any:
+            value = arguments.get(name)
+            if value is None:
+                value = config.get(f"VERDANT_{name.upper()}")
+            return default if value is None else value
+
+        database_file = pick("database_file")
+        token_secret = pick("token_secret")
+        if not database_file:
+            raise RuntimeError(
+                "flask-verdant needs a database: pass database_file=... or set "
+                "VERDANT_DATABASE_FILE (a path to an sqlite file)."
+            )
+        if not token_secret:
+            raise RuntimeError(
+                "flask-verdant needs a token secret: pass token_secret=... or set "
+                "VERDANT_TOKEN_SECRET (the key that signs sync tokens)."
+            )
+        url_prefix = str(pick("url_prefix", "/sync"))
+        if not url_prefix.startswith("/") or url_prefix.endswith("/") and url_prefix != "/":
+            raise RuntimeError(
+                f"VERDANT_URL_PREFIX must start with '/' and not end with one: {url_prefix!r}"
+            )
+        return cls(
+            database_file=str(database_file),
+            token_secret=str(token_secret),
+            url_prefix=url_prefix,
+            replica_truancy_minutes=float(
+                pick("replica_truancy_minutes", DEFAULT_TRUANCY_MINUTES)
+            ),
+            disable_rebasing=bool(pick("disable_rebasing", False)),
+            max_message_bytes=int(pick("max_message_bytes", cls.max_message_bytes)),
+            presence_keepalive_seconds=float(
+                pick("presence_keepalive_seconds", cls.presence_keepalive_seconds)
+            ),
+            pool_size=int(pick("pool_size", cls.pool_size)),
+        )

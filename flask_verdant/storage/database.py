@@ -1,0 +1,332 @@
+"""The database handle and the queries of one transaction.
+
+Writers start with ``BEGIN IMMEDIATE``: in WAL mode a deferred transaction that reads and then
+writes fails with SQLITE_BUSY at once instead of waiting for the busy timeout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .. import json_codec
+from ..tokens import ReplicaType
+from .pool import ConnectionPool
+from .records import BaselineRow, OperationRow, ReplicaRecord
+from .schema import migrate
+
+_REPLICA_COLUMNS = (
+    "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen"
+)
+
+
+class Database:
+    """Owns the sqlite file: connection settings, migrations and transactions."""
+
+    def __init__(self, path: str, pool_size: int = 8, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._pool = ConnectionPool(self._connect, max_size=pool_size)
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
+
+    def migrate(self) -> None:
+        with self._migrate_lock:
+            if self._migrated:
+                return
+            with self._pool.connection() as connection:
+                migrate(connection)
+            self._migrated = True
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """One atomic read-then-write unit: committed on success, rolled back on any error."""
+        with self._transaction("BEGIN IMMEDIATE") as transaction:
+            yield transaction
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A consistent snapshot for reads; writing through it is a bug."""
+        with self._transaction("BEGIN") as transaction:
+            yield transaction
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Transaction]:
+        self.migrate()
+        with self._pool.connection() as connection:
+            connection.execute(begin)
+            try:
+                yield Transaction(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class Transaction:
+    """Every query the server runs, within one open transaction."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    # libraries
+
+    def ensure_library(self, library_id: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO libraries (id) VALUES (?)", (library_id,))
+
+    def last_server_order(self, library_id: str) -> int:
+        row = self._db.execute(
+            "SELECT lastServerOrder FROM libraries WHERE id = ?", (library_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def stored_global_ack(self, library_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT globalAck FROM libraries WHERE id = ?", (library_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_global_ack(self, library_id: str, timestamp: str) -> None:
+        self._db.execute(
+            "UPDATE libraries SET globalAck = ? WHERE id = ?", (timestamp, library_id)
+        )
+
+    def is_library_empty(self, library_id: str) -> bool:
+        row = self._db.execute(
+            """SELECT EXISTS (SELECT 1 FROM operations WHERE libraryId = ?)
+                   OR EXISTS (SELECT 1 FROM baselines WHERE libraryId = ?)""",
+            (library_id, library_id),
+        ).fetchone()
+        return not row[0]
+
+    def delete_library(self, library_id: str) -> None:
+        for table, column in (
+            ("operations", "libraryId"),
+            ("baselines", "libraryId"),
+            ("replicas", "libraryId"),
+            ("libraries", "id"),
+        ):
+            self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
+
+    # replicas
+
+    def get_replica(self, library_id: str, replica_id: str) -> ReplicaRecord | None:
+        row = self._db.execute(
+            f"SELECT {_REPLICA_COLUMNS} FROM replicas WHERE libraryId = ? AND id = ?",
+            (library_id, replica_id),
+        ).fetchone()
+        return _replica(row) if row else None
+
+    def list_replicas(self, library_id: str) -> list[ReplicaRecord]:
+        rows = self._db.execute(
+            f"SELECT {_REPLICA_COLUMNS} FROM replicas WHERE libraryId = ? ORDER BY id",
+            (library_id,),
+        ).fetchall()
+        return [_replica(row) for row in rows]
+
+    def create_replica(
+        self, library_id: str, replica_id: str, user_id: str, type: ReplicaType
+    ) -> ReplicaRecord:
+        self._db.execute(
+            "INSERT INTO replicas (libraryId, id, userId, type) VALUES (?, ?, ?, ?)",
+            (library_id, replica_id, user_id, int(type)),
+        )
+        return ReplicaRecord(library_id, replica_id, user_id, type, None, 0, None)
+
+    def set_replica_type(self, library_id: str, replica_id: str, type: ReplicaType) -> None:
+        self._db.execute(
+            "UPDATE replicas SET type = ? WHERE libraryId = ? AND id = ?",
+            (int(type), library_id, replica_id),
+        )
+
+    def delete_replica(self, library_id: str, replica_id: str) -> None:
+        self._db.execute(
+            "DELETE FROM replicas WHERE libraryId = ? AND id = ?", (library_id, replica_id)
+        )
+
+    def delete_user_replicas(self, library_id: str, user_id: str) -> int:
+        cursor = self._db.execute(
+            "DELETE FROM replicas WHERE libraryId = ? AND userId = ?", (library_id, user_id)
+        )
+        return cursor.rowcount
+
+    def touch_replica(self, library_id: str, replica_id: str, now_ms: int) -> None:
+        self._db.execute(
+            "UPDATE replicas SET lastSeen = ? WHERE libraryId = ? AND id = ?",
+            (now_ms, library_id, replica_id),
+        )
+
+    def advance_acked_logical_time(
+        self, library_id: str, replica_id: str, timestamp: str
+    ) -> None:
+        """Raise, never lower: a replica's clock is monotonic, so an older ack is stale."""
+        self._db.execute(
+            """UPDATE replicas SET ackedLogicalTime = ?
+               WHERE libraryId = ? AND id = ?
+                 AND (ackedLogicalTime IS NULL OR ackedLogicalTime < ?)""",
+            (timestamp, library_id, replica_id, timestamp),
+        )
+
+    def advance_acked_server_order(
+        self, library_id: str, replica_id: str, server_order: int
+    ) -> None:
+        self._db.execute(
+            """UPDATE replicas SET ackedServerOrder = ?
+               WHERE libraryId = ? AND id = ? AND ackedServerOrder < ?""",
+            (server_order, library_id, replica_id, server_order),
+        )
+
+    def reset_replica_acks(self, library_id: str, replica_id: str) -> None:
+        """The replica is about to replace its data with the server's complete state."""
+        self._db.execute(
+            """UPDATE replicas SET ackedServerOrder = 0, ackedLogicalTime = NULL
+               WHERE libraryId = ? AND id = ?""",
+            (library_id, replica_id),
+        )
+
+    def min_acked_logical_time(
+        self, library_id: str, seen_since_ms: int, types: Iterable[ReplicaType]
+    ) -> str | None:
+        type_values = [int(t) for t in types]
+        marks = ",".join("?" for _ in type_values)
+        row = self._db.execute(
+            f"""SELECT MIN(ackedLogicalTime) FROM replicas
+                WHERE libraryId = ? AND lastSeen > ? AND type IN ({marks})
+                  AND ackedLogicalTime IS NOT NULL AND ackedLogicalTime != ''""",
+            (library_id, seen_since_ms, *type_values),
+        ).fetchone()
+        return row[0] if row else None
+
+    # operations
+
+    def insert_operations(
+        self, library_id: str, replica_id: str, operations: list[dict[str, Any]]
+    ) -> int:
+        """Append new operations with fresh server orders; already-known ones are skipped.
+
+        An operation is identified by (oid, timestamp): the timestamp carries the writer's node
+        id, so a re-sent or relayed copy is the same operation and must not be stored twice.
+        """
+        if not operations:
+            return 0
+        last = self.last_server_order(library_id)
+        inserted = 0
+        for operation in operations:
+            cursor = self._db.execute(
+                """INSERT INTO operations
+                       (libraryId, serverOrder, oid, timestamp, replicaId, data)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (libraryId, oid, timestamp) DO NOTHING""",
+                (
+                    library_id,
+                    last + inserted + 1,
+                    operation["oid"],
+                    operation["timestamp"],
+                    replica_id,
+                    json_codec.dumps(operation["data"]),
+                ),
+            )
+            inserted += cursor.rowcount
+        if inserted:
+            self._db.execute(
+                "UPDATE libraries SET lastServerOrder = ? WHERE id = ?",
+                (last + inserted, library_id),
+            )
+        return inserted
+
+    def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
+        rows = self._db.execute(
+            """SELECT serverOrder, replicaId, oid, timestamp, data FROM operations
+               WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder""",
+            (library_id, server_order),
+        ).fetchall()
+        return [
+            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4]))
+            for row in rows
+        ]
+
+    def server_order_of_timestamp(self, library_id: str, timestamp: str) -> int:
+        row = self._db.execute(
+            """SELECT MAX(serverOrder) FROM operations
+               WHERE libraryId = ? AND timestamp = ?""",
+            (library_id, timestamp),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def count_operations(self, library_id: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM operations WHERE libraryId = ?", (library_id,)
+        ).fetchone()
+        return int(row[0])
+
+    # baselines
+
+    def upsert_baselines(self, library_id: str, baselines: list[dict[str, Any]]) -> None:
+        """Store client baselines, keeping whichever of two versions is newer."""
+        for baseline in baselines:
+            snapshot = baseline.get("snapshot")
+            self._db.execute(
+                """INSERT INTO baselines (libraryId, oid, snapshot, timestamp)
+                   VALUES (?, ?, ?, ?)
+                   ON CONFLICT (libraryId, oid) DO UPDATE
+                   SET snapshot = excluded.snapshot, timestamp = excluded.timestamp
+                   WHERE excluded.timestamp >= baselines.timestamp""",
+                (
+                    library_id,
+                    baseline["oid"],
+                    None if snapshot is None else json_codec.dumps(snapshot),
+                    baseline["timestamp"],
+                ),
+            )
+
+    def baselines_after(self, library_id: str, timestamp: str | None) -> list[BaselineRow]:
+        if timestamp:
+            rows = self._db.execute(
+                """SELECT oid, snapshot, timestamp FROM baselines
+                   WHERE libraryId = ? AND timestamp > ? ORDER BY timestamp, oid""",
+                (library_id, timestamp),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                """SELECT oid, snapshot, timestamp FROM baselines
+                   WHERE libraryId = ? ORDER BY timestamp, oid""",
+                (library_id,),
+            ).fetchall()
+        return [
+            BaselineRow(row[0], None if row[1] is None else json_codec.loads(row[1]), row[2])
+            for row in rows
+        ]
+
+    def count_baselines(self, library_id: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM baselines WHERE libraryId = ?", (library_id,)
+        ).fetchone()
+        return int(row[0])
+
+
+def _replica(row: tuple[Any, ...]) -> ReplicaRecord:
+    return ReplicaRecord(
+        library_id=row[0],
+        replica_id=row[1],
+        user_id=row[2],
+        type=ReplicaType(row[3]),
+        acked_logical_time=row[4],
+        acked_server_order=int(row[5]),
+        last_seen_ms=row[6],
+    )

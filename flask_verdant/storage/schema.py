@@ -1,0 +1,73 @@
+"""Schema versions, applied forward in order and recorded in ``PRAGMA user_version``.
+
+Each migration is a list of statements; a database at version N runs migrations N+1.. in one
+transaction, so a crash mid-upgrade leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[list[str]] = [
+    # 1: libraries with a persistent server-order counter and a monotonic global ack,
+    #    replicas, operation history, document baselines.
+    [
+        """CREATE TABLE libraries (
+            id TEXT NOT NULL PRIMARY KEY,
+            lastServerOrder INTEGER NOT NULL DEFAULT 0,
+            globalAck TEXT
+        ) WITHOUT ROWID""",
+        """CREATE TABLE replicas (
+            libraryId TEXT NOT NULL,
+            id TEXT NOT NULL,
+            userId TEXT NOT NULL,
+            type INTEGER NOT NULL DEFAULT 0,
+            ackedLogicalTime TEXT,
+            ackedServerOrder INTEGER NOT NULL DEFAULT 0,
+            lastSeen INTEGER,
+            PRIMARY KEY (libraryId, id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE operations (
+            libraryId TEXT NOT NULL,
+            serverOrder INTEGER NOT NULL,
+            oid TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            replicaId TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (libraryId, serverOrder)
+        ) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX operations_by_identity ON operations (libraryId, oid, timestamp)",
+        "CREATE INDEX operations_by_time ON operations (libraryId, timestamp)",
+        """CREATE TABLE baselines (
+            libraryId TEXT NOT NULL,
+            oid TEXT NOT NULL,
+            snapshot TEXT,
+            timestamp TEXT NOT NULL,
+            PRIMARY KEY (libraryId, oid)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX baselines_by_time ON baselines (libraryId, timestamp)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; refuse one written by a newer release."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        current = connection.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"The database has schema version {current}; this flask-verdant knows up to "
+                f"{SCHEMA_VERSION}. Upgrade flask-verdant."
+            )
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return int(current)

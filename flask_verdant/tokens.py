@@ -1,0 +1,129 @@
+"""JWTs in the shape the Verdant client and the reference verifier use (spec 2.1-2.2)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import IntEnum
+from typing import Any
+
+import jwt
+
+from .errors import ErrorCode, VerdantError
+
+_ALGORITHMS = ["HS256", "HS384", "HS512"]
+
+
+class ReplicaType(IntEnum):
+    REALTIME = 0
+    PUSH = 1
+    PASSIVE_REALTIME = 2
+    PASSIVE_PUSH = 3
+    READ_ONLY_PULL = 4
+    READ_ONLY_REALTIME = 5
+
+    @property
+    def can_write(self) -> bool:
+        return self not in (ReplicaType.READ_ONLY_PULL, ReplicaType.READ_ONLY_REALTIME)
+
+    @property
+    def always_counts_for_global_ack(self) -> bool:
+        """Passive and read-only replicas must not hold back everyone's compaction."""
+        return self in (ReplicaType.REALTIME, ReplicaType.PUSH)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """The verified claims of one token: who syncs which library, and how."""
+
+    user_id: str
+    library_id: str
+    sync_endpoint: str
+    type: ReplicaType
+    role: str | None = None
+
+
+class TokenProvider:
+    """Issues tokens for the host app's auth route; the client decodes them without a secret."""
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("TokenProvider needs a non-empty secret")
+        self._secret = secret
+
+    def get_token(
+        self,
+        *,
+        library_id: str,
+        user_id: str,
+        sync_endpoint: str,
+        type: ReplicaType = ReplicaType.REALTIME,
+        expires_in: timedelta = timedelta(days=1),
+        role: str | None = None,
+        file_endpoint: str | None = None,
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": user_id,
+            "lib": library_id,
+            "url": sync_endpoint,
+            "type": int(ReplicaType(type)),
+            "iat": now,
+            "exp": now + int(expires_in.total_seconds()),
+        }
+        if role is not None:
+            claims["role"] = role
+        if file_endpoint is not None:
+            claims["file"] = file_endpoint
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+class TokenVerifier:
+    """Checks signature, expiry and the claims the server relies on."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def verify(self, token: str | None) -> TokenInfo:
+        if not token:
+            raise VerdantError(ErrorCode.NO_TOKEN, "A token is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=_ALGORITHMS,
+                options={"require": ["sub"], "verify_aud": False},
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise VerdantError(ErrorCode.TOKEN_EXPIRED, "The token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise VerdantError(ErrorCode.INVALID_TOKEN, f"Invalid token: {exc}") from exc
+        return _token_info(claims)
+
+
+def _token_info(claims: dict[str, Any]) -> TokenInfo:
+    user_id = claims.get("sub")
+    library_id = claims.get("lib")
+    if not isinstance(user_id, str) or not user_id:
+        raise VerdantError(ErrorCode.INVALID_TOKEN, "The token's sub claim must be a user id")
+    if not isinstance(library_id, str) or not library_id:
+        raise VerdantError(ErrorCode.INVALID_TOKEN, "The token's lib claim must be a library id")
+    return TokenInfo(
+        user_id=user_id,
+        library_id=library_id,
+        sync_endpoint=str(claims.get("url", "")),
+        type=_replica_type(claims.get("type", 0)),
+        role=claims.get("role") if isinstance(claims.get("role"), str) else None,
+    )
+
+
+def _replica_type(raw: object) -> ReplicaType:
+    """Coerce like the client (``parseInt``) but refuse unknown values, so "4" stays read-only."""
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValueError
+        return ReplicaType(int(raw))
+    except ValueError as exc:
+        raise VerdantError(ErrorCode.INVALID_TOKEN, f"Unknown replica type {raw!r}") from exc
