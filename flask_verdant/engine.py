@@ -8,16 +8,13 @@ semantics of the reference server.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ErrorCode, VerdantError, bad_request
+from .errors import ErrorCode, VerdantError
 from .messages import (
     AckMessage,
     ClientMessage,
@@ -27,6 +24,7 @@ from .messages import (
     PresenceUpdateMessage,
     SyncMessage,
 )
+from .nonce import encode_nonce
 from .outbox import Broadcast, Envelope, Reply
 from .presence import PresenceRegistry
 from .profiles import ProfileCache
@@ -213,8 +211,8 @@ class SyncEngine:
         self, tx: Transaction, sender: TokenInfo, m: AckMessage, now: float
     ) -> list[Envelope]:
         library_id = sender.library_id
-        if m.nonce:
-            server_order = min(decode_nonce(m.nonce), tx.last_server_order(library_id))
+        if m.nonce_server_order is not None:
+            server_order = min(m.nonce_server_order, tx.last_server_order(library_id))
             tx.advance_acked_server_order(library_id, m.replica_id, server_order)
             return []
         if not m.timestamp:
@@ -306,21 +304,6 @@ class SyncEngine:
     def evict_user(self, library_id: str, user_id: str) -> int:
         with self.database.write() as tx:
             return tx.delete_user_replicas(library_id, user_id)
-
-
-def encode_nonce(server_order: int) -> str:
-    """The opaque ack token a client echoes back: base64 of the JSON number (spec 6.2)."""
-    return base64.b64encode(json.dumps(server_order).encode()).decode()
-
-
-def decode_nonce(nonce: str) -> int:
-    try:
-        value = json.loads(base64.b64decode(nonce, validate=True))
-    except (binascii.Error, ValueError) as exc:
-        raise bad_request("The ack nonce is not one this server issued") from exc
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_request("The ack nonce is not one this server issued")
-    return value
 
 
 def _omit_none(message: dict[str, Any]) -> dict[str, Any]:

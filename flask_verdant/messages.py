@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from .errors import bad_request
+from .nonce import decode_nonce
 
 JSONDict = dict[str, Any]
 
@@ -37,7 +38,7 @@ class OpMessage:
 class AckMessage:
     replica_id: str
     timestamp: str | None
-    nonce: str | None
+    nonce_server_order: int | None
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def parse_message(raw: object) -> ClientMessage:
         return AckMessage(
             replica_id=_string(raw, "replicaId"),
             timestamp=_optional_string(raw, "timestamp"),
-            nonce=_optional_string(raw, "nonce"),
+            nonce_server_order=_nonce(raw),
         )
     if kind == "heartbeat":
         return HeartbeatMessage(replica_id=_optional_string(raw, "replicaId"))
@@ -134,6 +135,11 @@ def _optional_string(raw: JSONDict, key: str) -> str | None:
     if not isinstance(value, str):
         raise bad_request(f"'{key}' must be a string")
     return value or None
+
+
+def _nonce(raw: JSONDict) -> int | None:
+    nonce = _optional_string(raw, "nonce")
+    return None if nonce is None else decode_nonce(nonce)
 
 
 def _list(raw: JSONDict, key: str) -> list[Any]:
