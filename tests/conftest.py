@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_verdant import Verdant
+from flask_verdant.testing import VerdantTestClient
+
+from .helpers import SECRET
+
+
+@pytest.fixture
+def database_file(tmp_path: Path) -> str:
+    return str(tmp_path / "verdant.sqlite3")
+
+
+@pytest.fixture
+def make_app(database_file: str) -> Callable[..., Flask]:
+    def make(config: dict[str, Any] | None = None, **options: Any) -> Flask:
+        app = Flask("verdant-test")
+        app.config.update(TESTING=True, **(config or {}))
+        options.setdefault("database_file", database_file)
+        options.setdefault("token_secret", SECRET)
+        Verdant(app, **options)
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def replica(app: Flask) -> Callable[..., VerdantTestClient]:
+    def make(user_id: str, library_id: str = "lib", **options: Any) -> VerdantTestClient:
+        return VerdantTestClient(app, library_id=library_id, user_id=user_id, **options)
+
+    return make

@@ -1,0 +1,26 @@
+"""Helpers shared by the unit tests."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+
+
+def dump_database(path: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to show that a refused request changed nothing."""
+    connection = sqlite3.connect(path)
+    try:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {
+            table: sorted(connection.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in tables
+        }
+    finally:
+        connection.close()

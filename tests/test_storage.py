@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from flask_verdant.storage import Database
+from flask_verdant.storage.schema import SCHEMA_VERSION
+from flask_verdant.tokens import ReplicaType
+
+
+def op(oid: str, timestamp: str) -> dict[str, object]:
+    return {"oid": oid, "timestamp": timestamp, "data": {"op": "set", "name": "x", "value": 1}}
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Database:
+    db = Database(str(tmp_path / "store.sqlite3"))
+    yield db
+    db.close()
+
+
+def test_connections_use_wal_and_normal_sync(database: Database) -> None:
+    with database.read() as tx:
+        connection = tx._db
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_schema_version_is_recorded_and_operations_are_indexed(database: Database) -> None:
+    database.migrate()
+    raw = sqlite3.connect(database.path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    plan = raw.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM operations WHERE libraryId = 'l' AND serverOrder > 3"
+    ).fetchall()
+    assert "PRIMARY KEY" in str(plan) or "INDEX" in str(plan)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "future.sqlite3")
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(RuntimeError, match="schema version"):
+        Database(path).migrate()
+
+
+def test_failed_transaction_leaves_nothing(database: Database) -> None:
+    with pytest.raises(ZeroDivisionError), database.write() as tx:
+        tx.ensure_library("l")
+        tx.insert_operations("l", "r", [op("a", "t1")])
+        raise ZeroDivisionError
+    with database.read() as tx:
+        assert tx.count_operations("l") == 0
+        assert tx.last_server_order("l") == 0
+
+
+def test_server_order_counter_survives_deleted_rows(database: Database) -> None:
+    with database.write() as tx:
+        tx.ensure_library("l")
+        tx.insert_operations("l", "r", [op("a", "t1"), op("a", "t2")])
+        tx._db.execute("DELETE FROM operations WHERE serverOrder = 2")
+        tx.insert_operations("l", "r", [op("a", "t3")])
+        orders = [row.server_order for row in tx.operations_after("l", 0)]
+    assert orders == [1, 3]
+
+
+def test_duplicate_operations_get_no_new_server_order(database: Database) -> None:
+    with database.write() as tx:
+        tx.ensure_library("l")
+        assert tx.insert_operations("l", "r1", [op("a", "t1"), op("a", "t2")]) == 2
+        assert tx.insert_operations("l", "r2", [op("a", "t2"), op("b", "t3")]) == 1
+        rows = tx.operations_after("l", 0)
+    assert [(r.server_order, r.oid, r.timestamp) for r in rows] == [
+        (1, "a", "t1"),
+        (2, "a", "t2"),
+        (3, "b", "t3"),
+    ]
+
+
+def test_older_client_baseline_does_not_replace_a_newer_one(database: Database) -> None:
+    with database.write() as tx:
+        tx.upsert_baselines("l", [{"oid": "a", "snapshot": {"v": 2}, "timestamp": "t2"}])
+        tx.upsert_baselines("l", [{"oid": "a", "snapshot": {"v": 1}, "timestamp": "t1"}])
+        (baseline,) = tx.baselines_after("l", None)
+    assert baseline.snapshot == {"v": 2}
+
+
+def test_concurrent_writers_get_distinct_contiguous_server_orders(database: Database) -> None:
+    errors: list[BaseException] = []
+
+    def writer(index: int) -> None:
+        try:
+            for n in range(20):
+                with database.write() as tx:
+                    tx.ensure_library("l")
+                    tx.insert_operations("l", f"r{index}", [op("a", f"t{index}-{n:02}")])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with database.read() as tx:
+        orders = [row.server_order for row in tx.operations_after("l", 0)]
+    assert orders == list(range(1, 121))
+
+
+def test_forked_child_opens_its_own_connections(database: Database) -> None:
+    with database.write() as tx:
+        tx.ensure_library("l")
+        tx.create_replica("l", "parent", "u", ReplicaType.REALTIME)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            with database.write() as tx:
+                tx.create_replica("l", "child", "u", ReplicaType.REALTIME)
+            os.write(write_end, b"ok")
+        except BaseException as exc:
+            os.write(write_end, repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 1000) == b"ok"
+    with database.read() as tx:
+        assert {r.replica_id for r in tx.list_replicas("l")} == {"parent", "child"}
