@@ -19,7 +19,6 @@ from .messages import (
     AckMessage,
     ClientMessage,
     HeartbeatMessage,
-    IgnoredMessage,
     OpMessage,
     PresenceUpdateMessage,
     SyncMessage,

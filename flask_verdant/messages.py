@@ -8,7 +8,7 @@ because ``op-re`` must relay them unchanged (spec 4.1).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .errors import bad_request
 from .nonce import decode_nonce
@@ -59,9 +59,9 @@ class IgnoredMessage:
     replica_id: str | None
 
 
-ClientMessage = Union[
-    SyncMessage, OpMessage, AckMessage, HeartbeatMessage, PresenceUpdateMessage, IgnoredMessage
-]
+ClientMessage = (
+    SyncMessage | OpMessage | AckMessage | HeartbeatMessage | PresenceUpdateMessage | IgnoredMessage
+)
 
 
 def parse_message(raw: object) -> ClientMessage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,4 +17,4 @@ class Broadcast:
     include_sender: bool
 
 
-Envelope = Union[Reply, Broadcast]
+Envelope = Reply | Broadcast

@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 
 class ProfileSource(Protocol):
     def get(self, user_id: str) -> Any: ...
 
 
-ProfileLoader = Union[Callable[[str], Any], ProfileSource]
+ProfileLoader = Callable[[str], Any] | ProfileSource
 
 
 class ProfileCache:

@@ -49,9 +49,7 @@ class Settings:
             database_file=str(database_file),
             token_secret=str(token_secret),
             url_prefix=url_prefix,
-            replica_truancy_minutes=float(
-                pick("replica_truancy_minutes", DEFAULT_TRUANCY_MINUTES)
-            ),
+            replica_truancy_minutes=float(pick("replica_truancy_minutes", DEFAULT_TRUANCY_MINUTES)),
             disable_rebasing=bool(pick("disable_rebasing", False)),
             max_message_bytes=int(pick("max_message_bytes", cls.max_message_bytes)),
             presence_keepalive_seconds=float(

@@ -148,7 +148,9 @@ class VerdantTestClient:
     def op(self, *operations: dict[str, Any]) -> list[dict[str, Any]]:
         return self.send(self.op_message(*operations))
 
-    def ack(self, *, nonce: str | None = None, timestamp: str | None = None) -> list[dict[str, Any]]:
+    def ack(
+        self, *, nonce: str | None = None, timestamp: str | None = None
+    ) -> list[dict[str, Any]]:
         message: dict[str, Any] = {"type": "ack", "replicaId": self.replica_id}
         if nonce is not None:
             message["nonce"] = nonce

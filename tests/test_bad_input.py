@@ -123,7 +123,8 @@ def test_oversized_body_is_413(seeded: tuple[Flask, VerdantTestClient], database
 
 def other_secret_token() -> str:
     return jwt.encode(
-        {"sub": "alice", "lib": "lib", "url": "u", "type": 0}, "a-different-secret-entirely-for-forging"
+        {"sub": "alice", "lib": "lib", "url": "u", "type": 0},
+        "a-different-secret-entirely-for-forging",
     )
 
 

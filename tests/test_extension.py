@@ -62,7 +62,7 @@ def test_one_extension_serves_several_apps(tmp_path: Path) -> None:
     VerdantTestClient(apps[0], library_id="l", user_id="u").sync(
         operations=[{"oid": "items/a", "timestamp": "t", "data": {"op": "delete"}}]
     )
-    for app, expected in zip(apps, (1, 0)):
+    for app, expected in zip(apps, (1, 0), strict=True):
         with app.app_context():
             assert verdant.get_library_info("l")["operationsCount"] == expected
     assert not hasattr(verdant, "app")

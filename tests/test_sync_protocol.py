@@ -17,7 +17,9 @@ Replica = Callable[..., VerdantTestClient]
 
 
 def initialize(client: VerdantTestClient, doc_id: str, **fields: Any) -> dict[str, Any]:
-    return client.operation(f"items/{doc_id}", {"op": "initialize", "value": {"id": doc_id, **fields}})
+    return client.operation(
+        f"items/{doc_id}", {"op": "initialize", "value": {"id": doc_id, **fields}}
+    )
 
 
 def only(messages: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -35,7 +37,9 @@ def info(app: Flask, library_id: str = "lib") -> dict[str, Any]:
         return app.extensions["verdant"].library_info(library_id)
 
 
-def test_first_sync_into_an_empty_library_stores_the_client_data(replica: Replica, app: Flask) -> None:
+def test_first_sync_into_an_empty_library_stores_the_client_data(
+    replica: Replica, app: Flask
+) -> None:
     alice = replica("alice")
     response = only(alice.sync(operations=[initialize(alice, "a", title="hi")]), "sync-resp")
     assert response["overwriteLocalData"] is False

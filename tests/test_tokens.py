@@ -58,7 +58,9 @@ def test_expired_token_is_4012() -> None:
 @pytest.mark.parametrize(
     "token",
     [
-        jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": 0}, "another-secret-long-enough-xyz!!"),
+        jwt.encode(
+            {"sub": "a", "lib": "l", "url": "u", "type": 0}, "another-secret-long-enough-xyz!!"
+        ),
         jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": 0}, key=None, algorithm="none"),
         jwt.encode({"lib": "l", "url": "u", "type": 0}, SECRET),
         jwt.encode({"sub": "a", "url": "u", "type": 0}, SECRET),

@@ -18,9 +18,7 @@ from .pool import ConnectionPool
 from .records import BaselineRow, OperationRow, ReplicaRecord
 from .schema import migrate
 
-_REPLICA_COLUMNS = (
-    "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen"
-)
+_REPLICA_COLUMNS = "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen"
 
 
 class Database:
@@ -103,9 +101,7 @@ class Transaction:
         return row[0] if row else None
 
     def set_global_ack(self, library_id: str, timestamp: str) -> None:
-        self._db.execute(
-            "UPDATE libraries SET globalAck = ? WHERE id = ?", (timestamp, library_id)
-        )
+        self._db.execute("UPDATE libraries SET globalAck = ? WHERE id = ?", (timestamp, library_id))
 
     def is_library_empty(self, library_id: str) -> bool:
         row = self._db.execute(
@@ -172,9 +168,7 @@ class Transaction:
             (now_ms, library_id, replica_id),
         )
 
-    def advance_acked_logical_time(
-        self, library_id: str, replica_id: str, timestamp: str
-    ) -> None:
+    def advance_acked_logical_time(self, library_id: str, replica_id: str, timestamp: str) -> None:
         """Raise, never lower: a replica's clock is monotonic, so an older ack is stale."""
         self._db.execute(
             """UPDATE replicas SET ackedLogicalTime = ?
@@ -257,8 +251,7 @@ class Transaction:
             (library_id, server_order),
         ).fetchall()
         return [
-            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4]))
-            for row in rows
+            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
         ]
 
     def server_order_of_timestamp(self, library_id: str, timestamp: str) -> int:
