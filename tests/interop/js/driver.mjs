@@ -1,0 +1,495 @@
+// A long-lived Node process that drives real Verdant clients for the interop tests.
+//
+// Protocol: one JSON command per stdin line, `{"id": 1, "cmd": "open", "args": {...}}`, and one
+// JSON reply per stdout line, `{"id": 1, "ok": true, "result": ...}` or
+// `{"id": 1, "ok": false, "error": "...", "stack": "..."}`. Commands run concurrently, so replies
+// can come back out of order; the id ties them together. Nothing else is written to stdout (the
+// store's console output is redirected to stderr by globals.mjs).
+//
+// The store import is resolved at bundle time: build.mjs aliases `verdant-store` to either
+// `@verdant-web/store` (3.6.x) or `store321` (3.2.1).
+import './globals.mjs';
+import { IDBFactory } from 'fake-indexeddb';
+import { createInterface } from 'node:readline';
+import { WebSocket as NodeWebSocket } from 'ws';
+import { ClientDescriptor, createMigration, schema } from 'verdant-store';
+
+const STORE_VERSION = globalThis.__VERDANT_STORE_VERSION__ ?? 'unknown';
+const START = Date.now();
+const VERBOSE = process.env.VERDANT_DRIVER_LOG === '1';
+
+// ---------------------------------------------------------------------------------------------
+// Schema used by every client: one `items` collection exercising scalars, lists and nested
+// objects.
+const itemSchema = schema.collection({
+  name: 'item',
+  primaryKey: 'id',
+  fields: {
+    id: schema.fields.string({ default: () => crypto.randomUUID() }),
+    title: schema.fields.string({ default: '' }),
+    done: schema.fields.boolean({ default: false }),
+    tags: schema.fields.array({ items: schema.fields.string() }),
+    meta: schema.fields.object({
+      default: () => ({ count: 0, note: '', nested: { flag: false } }),
+      properties: {
+        count: schema.fields.number({ default: 0 }),
+        note: schema.fields.string({ default: '' }),
+        nested: schema.fields.object({
+          default: () => ({ flag: false }),
+          properties: {
+            flag: schema.fields.boolean({ default: false }),
+          },
+        }),
+      },
+    }),
+  },
+});
+const appSchema = schema({ version: 1, collections: { items: itemSchema } });
+const migrations = [createMigration(appSchema)];
+
+// ---------------------------------------------------------------------------------------------
+// Wire tracing: every sync request/response (HTTP) and websocket frame is recorded, tagged with
+// the replica ids found in the outgoing messages, so a failing test can show what each client
+// sent and received.
+const TRACE_LIMIT = 4000;
+const trace = [];
+let traceSeq = 0;
+// replicaId -> number of sync-resp messages received
+const syncResponses = new Map();
+// replicaId -> number of HTTP sync requests in flight
+const inflight = new Map();
+
+function addInflight(replicaIds, delta) {
+  for (const id of replicaIds) inflight.set(id, (inflight.get(id) ?? 0) + delta);
+}
+
+function record(entry) {
+  entry.seq = ++traceSeq;
+  entry.t = Date.now() - START;
+  trace.push(entry);
+  if (trace.length > TRACE_LIMIT) trace.splice(0, trace.length - TRACE_LIMIT);
+  if (VERBOSE) console.error('[trace]', JSON.stringify(entry));
+}
+
+function countSyncResponses(replicaIds, messages) {
+  if (!Array.isArray(messages)) return;
+  const n = messages.filter((m) => m && m.type === 'sync-resp').length;
+  if (!n) return;
+  for (const id of replicaIds) syncResponses.set(id, (syncResponses.get(id) ?? 0) + n);
+}
+
+function replicaIdsOf(messages) {
+  const ids = new Set();
+  for (const m of messages ?? []) if (m && m.replicaId) ids.add(m.replicaId);
+  return [...ids];
+}
+
+const realFetch = globalThis.fetch.bind(globalThis);
+globalThis.fetch = async function tracingFetch(input, init = {}) {
+  const url = typeof input === 'string' ? input : input?.url ?? String(input);
+  const method = (init.method ?? 'GET').toUpperCase();
+  let requestMessages = null;
+  if (method === 'POST' && typeof init.body === 'string') {
+    try {
+      requestMessages = JSON.parse(init.body).messages ?? null;
+    } catch {
+      requestMessages = null;
+    }
+  }
+  if (!requestMessages) {
+    // auth and file requests: not traced in detail
+    return realFetch(input, init);
+  }
+  const replicaIds = replicaIdsOf(requestMessages);
+  const started = Date.now();
+  const entry = { kind: 'http', url, replicaIds, request: requestMessages };
+  addInflight(replicaIds, 1);
+  try {
+    const response = await realFetch(input, init);
+    entry.status = response.status;
+    entry.ms = Date.now() - started;
+    const text = await response.clone().text();
+    try {
+      entry.response = JSON.parse(text).messages ?? JSON.parse(text);
+    } catch {
+      entry.response = text;
+    }
+    if (response.ok) countSyncResponses(replicaIds, entry.response);
+    record(entry);
+    return response;
+  } catch (error) {
+    entry.ms = Date.now() - started;
+    entry.error = String(error?.cause ?? error);
+    record(entry);
+    throw error;
+  } finally {
+    addInflight(replicaIds, -1);
+  }
+};
+
+class TracingWebSocket extends NodeWebSocket {
+  constructor(url, protocols, options) {
+    super(url, protocols, options);
+    this._replicaIds = [];
+    this.addEventListener('message', (event) => {
+      let message;
+      try {
+        message = JSON.parse(String(event.data));
+      } catch {
+        message = String(event.data);
+      }
+      countSyncResponses(this._replicaIds, [message]);
+      record({ kind: 'ws-in', url: String(url), replicaIds: this._replicaIds, response: [message] });
+    });
+    this.addEventListener('close', (event) => {
+      record({ kind: 'ws-close', url: String(url), replicaIds: this._replicaIds, code: event.code });
+    });
+  }
+  send(data, ...rest) {
+    let message;
+    try {
+      message = JSON.parse(String(data));
+    } catch {
+      message = String(data);
+    }
+    if (message && message.replicaId && !this._replicaIds.includes(message.replicaId)) {
+      this._replicaIds = [...this._replicaIds, message.replicaId];
+    }
+    record({ kind: 'ws-out', url: this.url, replicaIds: this._replicaIds, request: [message] });
+    return super.send(data, ...rest);
+  }
+}
+globalThis.WebSocket = TracingWebSocket;
+
+// ---------------------------------------------------------------------------------------------
+// Clients and devices. A device is one fake IndexedDB factory: reopening a client with the same
+// device key reopens the same local databases, i.e. the same replica.
+const devices = new Map();
+const clients = new Map(); // name -> { client, device, replicaId, user, library }
+
+function deviceFactory(key) {
+  let factory = devices.get(key);
+  if (!factory) {
+    factory = new IDBFactory();
+    devices.set(key, factory);
+  }
+  return factory;
+}
+
+function getClient(name) {
+  const entry = clients.get(name);
+  if (!entry) throw new Error(`no open client named ${JSON.stringify(name)}`);
+  return entry;
+}
+
+async function replicaIdOf(client) {
+  const fromPresence = client.sync?.presence?.self?.replicaId;
+  if (fromPresence) return fromPresence;
+  const meta = client.meta ?? client.context?.meta;
+  if (meta?.localReplica) return (await meta.localReplica.get()).id;
+  return null;
+}
+
+async function getEntity(client, id) {
+  const entity = await client.items.get(id).resolved;
+  if (!entity) throw new Error(`no document with id ${JSON.stringify(id)}`);
+  return entity;
+}
+
+function pathOf(path) {
+  if (Array.isArray(path)) return path;
+  if (typeof path === 'string') return path.split('.');
+  throw new Error('path must be a list of keys or a dotted string');
+}
+
+// Walks all but the last key of `path` from a document entity; returns [parent, lastKey].
+function resolveParent(entity, path) {
+  const keys = pathOf(path);
+  if (!keys.length) throw new Error('empty path');
+  let node = entity;
+  for (const key of keys.slice(0, -1)) {
+    const next = node.get(key);
+    if (next === null || next === undefined || typeof next.get !== 'function') {
+      throw new Error(`path ${JSON.stringify(keys)}: ${JSON.stringify(key)} is not an object or list`);
+    }
+    node = next;
+  }
+  return [node, keys[keys.length - 1]];
+}
+
+function resolveNode(entity, path) {
+  const keys = pathOf(path);
+  let node = entity;
+  for (const key of keys) {
+    node = node.get(key);
+    if (node === null || node === undefined || typeof node.get !== 'function') {
+      throw new Error(`path ${JSON.stringify(keys)}: ${JSON.stringify(key)} is not an object or list`);
+    }
+  }
+  return node;
+}
+
+function sortById(docs) {
+  return docs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function plain(value) {
+  return value === undefined ? null : JSON.parse(JSON.stringify(value));
+}
+
+// ---------------------------------------------------------------------------------------------
+const commands = {
+  async hello() {
+    return { storeVersion: STORE_VERSION, node: process.version, pid: process.pid };
+  },
+
+  async open({
+    name,
+    user,
+    library,
+    authUrl,
+    transport = 'pull',
+    pullInterval = 300,
+    device,
+    start = true,
+    presence = {},
+    profile = {},
+    automaticTransportSelection = false,
+  }) {
+    if (!name) throw new Error('open: name is required');
+    if (clients.has(name)) throw new Error(`a client named ${JSON.stringify(name)} is already open`);
+    if (transport !== 'pull' && transport !== 'realtime') {
+      throw new Error(`transport must be 'pull' or 'realtime', not ${JSON.stringify(transport)}`);
+    }
+    const deviceKey = device ?? name;
+    const descriptor = new ClientDescriptor({
+      schema: appSchema,
+      migrations,
+      namespace: 'interop',
+      indexedDb: deviceFactory(deviceKey),
+      log: VERBOSE ? (...args) => console.error(`[${name}]`, ...args) : undefined,
+      sync: {
+        authEndpoint: authUrl,
+        initialPresence: presence,
+        defaultProfile: profile,
+        initialTransport: transport,
+        automaticTransportSelection,
+        pullInterval,
+        autoStart: false,
+      },
+    });
+    const client = await descriptor.open();
+    const entry = { client, device: deviceKey, user, library, replicaId: null };
+    clients.set(name, entry);
+    entry.replicaId = await replicaIdOf(client);
+    if (start) client.sync.start();
+    return { name, replicaId: entry.replicaId, device: deviceKey };
+  },
+
+  async start({ name }) {
+    getClient(name).client.sync.start();
+    return null;
+  },
+
+  async stop({ name }) {
+    getClient(name).client.sync.stop();
+    return null;
+  },
+
+  async set_mode({ name, transport }) {
+    getClient(name).client.sync.setMode(transport);
+    return null;
+  },
+
+  async close({ name }) {
+    const { client } = getClient(name);
+    clients.delete(name);
+    await client.close();
+    return null;
+  },
+
+  async close_all() {
+    const names = [...clients.keys()];
+    const errors = [];
+    for (const name of names) {
+      const { client } = clients.get(name);
+      clients.delete(name);
+      try {
+        await client.close();
+      } catch (error) {
+        errors.push(`${name}: ${error}`);
+      }
+    }
+    if (errors.length) throw new Error(`close_all: ${errors.join('; ')}`);
+    return names;
+  },
+
+  async put({ name, doc }) {
+    const { client } = getClient(name);
+    const entity = await client.items.put(doc);
+    return plain(entity.getSnapshot());
+  },
+
+  async put_many({ name, docs }) {
+    const { client } = getClient(name);
+    const ids = [];
+    for (const doc of docs) ids.push((await client.items.put(doc)).get('id'));
+    return ids;
+  },
+
+  async update({ name, id, fields }) {
+    const { client } = getClient(name);
+    const entity = await getEntity(client, id);
+    entity.update(fields);
+    return plain(entity.getSnapshot());
+  },
+
+  async delete({ name, id }) {
+    const { client } = getClient(name);
+    await client.items.delete(id);
+    return null;
+  },
+
+  // Sets one field anywhere in a document: path ['meta', 'nested', 'flag'] or 'meta.nested.flag'.
+  async set({ name, id, path, value }) {
+    const { client } = getClient(name);
+    const entity = await getEntity(client, id);
+    const [parent, key] = resolveParent(entity, path);
+    parent.set(key, value);
+    return plain(entity.getSnapshot());
+  },
+
+  // Pushes a value onto the list at `path` (e.g. 'tags').
+  async push({ name, id, path, value }) {
+    const { client } = getClient(name);
+    const entity = await getEntity(client, id);
+    const list = resolveNode(entity, path);
+    list.push(value);
+    return plain(entity.getSnapshot());
+  },
+
+  // Removes the first occurrence of `value` from the list at `path`.
+  async remove_from_list({ name, id, path, value }) {
+    const { client } = getClient(name);
+    const entity = await getEntity(client, id);
+    const list = resolveNode(entity, path);
+    list.removeFirst(value);
+    return plain(entity.getSnapshot());
+  },
+
+  async get({ name, id }) {
+    const { client } = getClient(name);
+    const entity = await client.items.get(id).resolved;
+    return entity ? plain(entity.getSnapshot()) : null;
+  },
+
+  async read({ name }) {
+    const { client } = getClient(name);
+    const query = client.items.findAll();
+    const entities = await query.resolved;
+    return sortById(entities.map((entity) => plain(entity.getSnapshot())));
+  },
+
+  async status({ name }) {
+    const entry = getClient(name);
+    const { client } = entry;
+    if (!entry.replicaId) entry.replicaId = await replicaIdOf(client);
+    return {
+      isConnected: client.sync.isConnected,
+      status: client.sync.status,
+      mode: client.sync.mode,
+      replicaId: entry.replicaId,
+      syncResponses: syncResponses.get(entry.replicaId) ?? 0,
+      inflight: inflight.get(entry.replicaId) ?? 0,
+    };
+  },
+
+  async presence({ name }) {
+    const { client } = getClient(name);
+    const presence = client.sync.presence;
+    return plain({ self: presence.self, peers: presence.peers });
+  },
+
+  async update_presence({ name, presence }) {
+    getClient(name).client.sync.presence.update(presence);
+    return null;
+  },
+
+  // Recent wire traffic of one client (by its replica id) or of everything (no name).
+  async trace({ name, limit = 200 }) {
+    let entries = trace;
+    if (name) {
+      const entry = getClient(name);
+      if (!entry.replicaId) entry.replicaId = await replicaIdOf(entry.client);
+      entries = trace.filter((e) => e.replicaIds?.includes(entry.replicaId));
+    }
+    return entries.slice(-limit);
+  },
+
+  async clients() {
+    return [...clients.entries()].map(([name, e]) => ({
+      name,
+      device: e.device,
+      user: e.user,
+      library: e.library,
+      replicaId: e.replicaId,
+    }));
+  },
+
+  async exit() {
+    await commands.close_all().catch((error) => console.error(error));
+    setTimeout(() => process.exit(0), 0);
+    return null;
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+function reply(message) {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
+process.on('unhandledRejection', (reason) => {
+  console.error('[driver] unhandled rejection:', reason?.stack ?? reason);
+});
+process.on('uncaughtException', (error) => {
+  console.error('[driver] uncaught exception:', error?.stack ?? error);
+});
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+const pending = new Set();
+
+lines.on('line', (line) => {
+  if (!line.trim()) return;
+  let request;
+  try {
+    request = JSON.parse(line);
+  } catch (error) {
+    reply({ id: null, ok: false, error: `bad JSON command: ${error.message}` });
+    return;
+  }
+  const { id = null, cmd, args = {} } = request;
+  const handler = Object.hasOwn(commands, cmd) ? commands[cmd] : null;
+  if (!handler) {
+    reply({ id, ok: false, error: `unknown command ${JSON.stringify(cmd)}` });
+    return;
+  }
+  const job = (async () => {
+    try {
+      const result = await handler(args ?? {});
+      reply({ id, ok: true, result: result ?? null });
+    } catch (error) {
+      reply({ id, ok: false, error: String(error?.message ?? error), stack: error?.stack ?? null });
+    }
+  })();
+  pending.add(job);
+  job.finally(() => pending.delete(job));
+});
+
+// stdin closed (the test process went away): close every client so the process exits.
+lines.on('close', async () => {
+  await Promise.allSettled([...pending]);
+  await commands.close_all().catch((error) => console.error('[driver] close_all:', error));
+  setTimeout(() => process.exit(0), 50).unref();
+});
+
+reply({ id: 0, ok: true, result: { ready: true, storeVersion: STORE_VERSION } });
