@@ -31,3 +31,16 @@ def info_command(library_id: str) -> None:
     """Print LIBRARY_ID's replicas, history size and global ack as JSON."""
     info = current_app.extensions["verdant"].library_info(library_id)
     click.echo(json.dumps(info, indent=2, sort_keys=True))
+
+
+@verdant_cli.command("compact")
+@click.argument("library_id")
+def compact_command(library_id: str) -> None:
+    """Fold LIBRARY_ID's operations that every replica has into baselines, now."""
+    result = current_app.extensions["verdant"].compact(library_id)
+    click.echo(
+        f"Folded {result.folded_operations} operations of {len(result.documents)} documents "
+        f"in library {library_id}"
+    )
+    for oid in result.quarantined:
+        click.echo(f"Quarantined {oid}: one of its operations cannot be applied", err=True)

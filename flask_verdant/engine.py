@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .compaction import CompactionResult, compact
 from .errors import ErrorCode, VerdantError
 from .messages import (
     AckMessage,
@@ -27,6 +28,7 @@ from .nonce import encode_nonce
 from .outbox import Broadcast, Envelope, Reply
 from .presence import PresenceRegistry
 from .profiles import ProfileCache
+from .snapshots import FileDescriber, hydrate
 from .storage import Database, ReplicaRecord, Transaction
 from .tokens import ReplicaType, TokenInfo
 
@@ -292,8 +294,28 @@ class SyncEngine:
                 "operationsCount": tx.count_operations(library_id),
                 "baselinesCount": tx.count_baselines(library_id),
                 "globalAck": tx.stored_global_ack(library_id),
+                "quarantined": tx.quarantined(library_id),
             }
         return info
+
+    def compact_library(self, library_id: str, batch_size: int) -> CompactionResult:
+        """One compaction pass, in one transaction (see ``compaction``)."""
+        now = self._clock()
+        with self.database.write() as tx:
+            return compact(
+                tx,
+                library_id,
+                tx.stored_global_ack(library_id),
+                tx.min_acked_server_order(library_id, self._truancy_cutoff(now)),
+                batch_size,
+                _ms(now),
+            )
+
+    def document_snapshot(
+        self, library_id: str, oid: str, describe_file: FileDescriber
+    ) -> Any:
+        with self.database.read() as tx:
+            return hydrate(tx, library_id, oid, describe_file)
 
     def evict_library(self, library_id: str) -> None:
         with self.database.write() as tx:

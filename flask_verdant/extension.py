@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, current_app
 
 from .cli import verdant_cli
 from .http_transport import sync_view
+from .oids import create_oid
 from .profiles import ProfileLoader
 from .server import SyncServer
 from .settings import Settings
@@ -79,6 +80,18 @@ class Verdant:
 
     def get_library_info(self, library_id: str) -> dict[str, Any]:
         return self._server().library_info(library_id)
+
+    def get_document_snapshot(
+        self, library_id: str, collection: str, document_id: str
+    ) -> dict[str, Any] | None:
+        """The document as the server knows it now: nested objects resolved, files described."""
+        server = self._server()
+        snapshot = server.engine.document_snapshot(
+            library_id,
+            create_oid(collection, document_id),
+            lambda file_id: server.describe_file(library_id, file_id),
+        )
+        return snapshot if isinstance(snapshot, dict) else None
 
     def get_library_presence(self, library_id: str) -> dict[str, Any]:
         return self._server().library_presence(library_id)

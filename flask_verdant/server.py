@@ -6,12 +6,14 @@ import logging
 import time
 from typing import Any
 
+from .compaction import CompactionResult
 from .engine import EngineSettings, SyncEngine
 from .hub import Connection, Hub
 from .locks import LibraryLocks
-from .messages import ClientMessage
+from .messages import AckMessage, ClientMessage, OpMessage, SyncMessage
 from .presence import PresenceRegistry
 from .profiles import ProfileCache, ProfileLoader
+from .scheduler import LibraryScheduler
 from .settings import Settings
 from .storage import Database
 from .tokens import TokenInfo, TokenVerifier
@@ -36,6 +38,9 @@ class SyncServer:
             self.profiles,
             EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
         )
+        self.compactions = LibraryScheduler(
+            self._compaction_pass, settings.compaction_delay_seconds
+        )
 
     def authenticate(self, token: str | None) -> TokenInfo:
         return self.verifier.verify(token)
@@ -51,6 +56,37 @@ class SyncServer:
             for message in messages:
                 envelopes = self.engine.handle(sender, message)
                 self.hub.deliver(library_id, connection, envelopes)
+        if not self.settings.disable_rebasing and any(
+            isinstance(message, (OpMessage, SyncMessage, AckMessage)) for message in messages
+        ):
+            self.compactions.schedule(library_id)
+
+    def compact(self, library_id: str) -> CompactionResult:
+        """Run compaction passes until nothing more can be folded; for the CLI and tests."""
+        total = CompactionResult(library_id)
+        while True:
+            with self.locks.hold(library_id):
+                result = self.engine.compact_library(
+                    library_id, self.settings.compaction_batch_size
+                )
+            total.folded_operations += result.folded_operations
+            total.documents.extend(result.documents)
+            total.quarantined.extend(result.quarantined)
+            total.dropped_file_ids.extend(result.dropped_file_ids)
+            if not result.has_more:
+                return total
+
+    def _compaction_pass(self, library_id: str) -> bool:
+        with self.locks.hold(library_id):
+            result = self.engine.compact_library(library_id, self.settings.compaction_batch_size)
+        if result.folded_operations or result.quarantined:
+            logger.info(
+                "Compacted library %s: folded %d operations of %d documents",
+                library_id,
+                result.folded_operations,
+                len(result.documents),
+            )
+        return result.has_more
 
     def expire_presence(self) -> None:
         """Announce users whose replicas stopped refreshing their keepalive."""
@@ -69,8 +105,13 @@ class SyncServer:
     def library_info(self, library_id: str) -> dict[str, Any]:
         return self.engine.library_info(library_id)
 
+    def describe_file(self, library_id: str, file_id: str) -> dict[str, Any] | None:
+        """A file ref as the host sees it: ``{id, url, name, type}``, or None if unknown."""
+        return None
+
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
 
     def close(self) -> None:
+        self.compactions.cancel()
         self.database.close()

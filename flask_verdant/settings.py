@@ -19,6 +19,8 @@ class Settings:
     max_message_bytes: int = 16 * 1024 * 1024
     presence_keepalive_seconds: float = 30.0
     pool_size: int = 8
+    compaction_delay_seconds: float = 0.2
+    compaction_batch_size: int = 2000
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -56,4 +58,8 @@ class Settings:
                 pick("presence_keepalive_seconds", cls.presence_keepalive_seconds)
             ),
             pool_size=int(pick("pool_size", cls.pool_size)),
+            compaction_delay_seconds=float(
+                pick("compaction_delay_seconds", cls.compaction_delay_seconds)
+            ),
+            compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
         )

@@ -115,6 +115,7 @@ class Transaction:
         for table, column in (
             ("operations", "libraryId"),
             ("baselines", "libraryId"),
+            ("quarantine", "libraryId"),
             ("replicas", "libraryId"),
             ("libraries", "id"),
         ):
@@ -254,6 +255,58 @@ class Transaction:
             OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
         ]
 
+    def min_acked_server_order(self, library_id: str, seen_since_ms: int) -> int | None:
+        """The lowest server order every recently seen replica (of any type) has received."""
+        row = self._db.execute(
+            """SELECT MIN(ackedServerOrder) FROM replicas
+               WHERE libraryId = ? AND lastSeen > ?""",
+            (library_id, seen_since_ms),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def foldable_operations(
+        self, library_id: str, before_timestamp: str, max_server_order: int, limit: int
+    ) -> list[OperationRow]:
+        """Operations compaction may fold, grouped by document, each in time order.
+
+        One qualifies when it is older than the global ack, every replica has received it, its
+        document is not quarantined, and no earlier operation of its document is still unseen
+        by some replica (the hard stop: folding past that one would reorder history).
+        """
+        rows = self._db.execute(
+            """SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data
+               FROM operations AS o
+               WHERE o.libraryId = ? AND o.timestamp < ? AND o.serverOrder <= ?
+                 AND NOT EXISTS (
+                     SELECT 1 FROM quarantine AS q
+                     WHERE q.libraryId = o.libraryId AND q.oid = o.oid)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM operations AS e
+                     WHERE e.libraryId = o.libraryId AND e.oid = o.oid
+                       AND e.timestamp < o.timestamp AND e.serverOrder > ?)
+               ORDER BY o.oid, o.timestamp LIMIT ?""",
+            (library_id, before_timestamp, max_server_order, max_server_order, limit),
+        ).fetchall()
+        return [
+            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
+        ]
+
+    def operations_of(self, library_id: str, oid: str) -> list[OperationRow]:
+        rows = self._db.execute(
+            """SELECT serverOrder, replicaId, oid, timestamp, data FROM operations
+               WHERE libraryId = ? AND oid = ? ORDER BY timestamp""",
+            (library_id, oid),
+        ).fetchall()
+        return [
+            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
+        ]
+
+    def delete_operations(self, library_id: str, server_orders: list[int]) -> None:
+        self._db.executemany(
+            "DELETE FROM operations WHERE libraryId = ? AND serverOrder = ?",
+            [(library_id, order) for order in server_orders],
+        )
+
     def server_order_of_timestamp(self, library_id: str, timestamp: str) -> int:
         row = self._db.execute(
             """SELECT MAX(serverOrder) FROM operations
@@ -306,11 +359,49 @@ class Transaction:
             for row in rows
         ]
 
+    def get_baseline(self, library_id: str, oid: str) -> BaselineRow | None:
+        row = self._db.execute(
+            "SELECT oid, snapshot, timestamp FROM baselines WHERE libraryId = ? AND oid = ?",
+            (library_id, oid),
+        ).fetchone()
+        if row is None:
+            return None
+        return BaselineRow(row[0], None if row[1] is None else json_codec.loads(row[1]), row[2])
+
+    def replace_baseline(self, library_id: str, oid: str, snapshot: Any, timestamp: str) -> None:
+        self._db.execute(
+            """INSERT OR REPLACE INTO baselines (libraryId, oid, snapshot, timestamp)
+               VALUES (?, ?, ?, ?)""",
+            (library_id, oid, json_codec.dumps(snapshot), timestamp),
+        )
+
+    def delete_baseline(self, library_id: str, oid: str) -> None:
+        self._db.execute("DELETE FROM baselines WHERE libraryId = ? AND oid = ?", (library_id, oid))
+
     def count_baselines(self, library_id: str) -> int:
         row = self._db.execute(
             "SELECT COUNT(*) FROM baselines WHERE libraryId = ?", (library_id,)
         ).fetchone()
         return int(row[0])
+
+    # quarantine
+
+    def quarantine(
+        self, library_id: str, oid: str, timestamp: str, error: str, now_ms: int
+    ) -> None:
+        self._db.execute(
+            """INSERT OR REPLACE INTO quarantine
+                   (libraryId, oid, timestamp, error, quarantinedAt)
+               VALUES (?, ?, ?, ?, ?)""",
+            (library_id, oid, timestamp, error, now_ms),
+        )
+
+    def quarantined(self, library_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT oid, timestamp, error FROM quarantine WHERE libraryId = ? ORDER BY oid",
+            (library_id,),
+        ).fetchall()
+        return {row[0]: {"timestamp": row[1], "error": row[2]} for row in rows}
 
 
 def _replica(row: tuple[Any, ...]) -> ReplicaRecord:

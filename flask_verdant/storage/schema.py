@@ -47,6 +47,17 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX baselines_by_time ON baselines (libraryId, timestamp)",
     ],
+    # 2: documents whose operations cannot be applied; compaction leaves them in history.
+    [
+        """CREATE TABLE quarantine (
+            libraryId TEXT NOT NULL,
+            oid TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            error TEXT NOT NULL,
+            quarantinedAt INTEGER NOT NULL,
+            PRIMARY KEY (libraryId, oid)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

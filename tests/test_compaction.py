@@ -1,0 +1,172 @@
+"""History compaction (spec 6.6) with the reference's faults fixed (12.3, 12.5, 12.10, 12.11)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+from flask_verdant.server import SyncServer
+from flask_verdant.testing import VerdantTestClient, of_type
+
+Replica = Callable[..., VerdantTestClient]
+
+
+def server_of(app: Flask) -> SyncServer:
+    server: SyncServer = app.extensions["verdant"]
+    return server
+
+
+def catch_up(*clients: VerdantTestClient) -> None:
+    """Each replica pulls, acknowledges what it got and moves its clock past it."""
+    for client in clients:
+        (response,) = of_type(client.sync(since="known", resync_all=False), "sync-resp")
+        if "ackThisNonce" in response:
+            client.ack(nonce=response["ackThisNonce"])
+        client.ack(timestamp=client.clock.now())
+
+
+def info(app: Flask) -> dict[str, Any]:
+    with app.app_context():
+        return server_of(app).library_info("lib")
+
+
+def init(client: VerdantTestClient, oid: str, value: Any) -> dict[str, Any]:
+    return client.operation(oid, {"op": "initialize", "value": value})
+
+
+def set_field(client: VerdantTestClient, oid: str, name: str, value: Any) -> dict[str, Any]:
+    return client.operation(oid, {"op": "set", "name": name, "value": value})
+
+
+def two_replicas(replica: Replica) -> tuple[VerdantTestClient, VerdantTestClient]:
+    alice, bob = replica("alice"), replica("bob")
+    alice.sync(operations=[init(alice, "items/a", {"id": "a", "n": 0})])
+    bob.sync()
+    return alice, bob
+
+
+def test_operations_every_replica_has_are_folded_into_baselines(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    alice.op(set_field(alice, "items/a", "n", 1), set_field(alice, "items/a", "n", 2))
+    bob.op(set_field(bob, "items/a", "title", "hello"))
+    catch_up(alice, bob, alice, bob)
+    before = info(app)
+    assert before["operationsCount"] == 4
+    result = server_of(app).compact("lib")
+    assert result.folded_operations == 4
+    assert result.documents == ["items/a"]
+    after = info(app)
+    assert after["operationsCount"] == 0 and after["baselinesCount"] == 1
+    newcomer = VerdantTestClient(app, library_id="lib", user_id="carol")
+    (response,) = of_type(newcomer.sync(), "sync-resp")
+    assert response["operations"] == []
+    assert [b["snapshot"] for b in response["baselines"]] == [{"id": "a", "n": 2, "title": "hello"}]
+
+
+def test_nothing_is_folded_while_a_replica_has_not_received_it(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    alice.op(set_field(alice, "items/a", "n", 1))
+    catch_up(alice)
+    assert server_of(app).compact("lib").folded_operations == 0
+
+
+def test_a_document_stops_at_its_first_operation_that_cannot_be_folded(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    early = set_field(alice, "items/a", "n", "early")
+    late = set_field(alice, "items/a", "n", "late")
+    catch_up(alice, bob)
+    alice.op(late)
+    catch_up(alice, bob)
+    alice.op(early)  # stored after `late`, so it has the higher server order
+    (response,) = of_type(alice.sync(since="known", resync_all=False), "sync-resp")
+    alice.ack(nonce=response["ackThisNonce"])
+    alice.ack(timestamp=alice.clock.now())
+    bob.ack(timestamp=bob.clock.now())  # bob's clock passes both, but bob lacks `early`
+    server_of(app).compact("lib")
+    remaining = info(app)["operationsCount"]
+    assert remaining == 2, "`late` must not be folded while the earlier `early` is unseen"
+
+
+def test_a_document_without_baseline_starts_deleted(make_app: Callable[..., Flask]) -> None:
+    app = make_app(disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    alice.op(set_field(alice, "items/ghost", "title", "boo"))
+    catch_up(alice, bob, alice, bob)
+    server_of(app).compact("lib")
+    newcomer = VerdantTestClient(app, library_id="lib", user_id="carol")
+    (response,) = of_type(newcomer.sync(), "sync-resp")
+    assert "items/ghost" not in {b["oid"] for b in response["baselines"]}
+
+
+def test_a_poison_operation_quarantines_only_its_document(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    alice.op(alice.operation("items/a", {"op": "no-such-patch"}))
+    alice.op(init(alice, "items/b", {"id": "b"}), set_field(alice, "items/b", "x", 1))
+    catch_up(alice, bob, alice, bob)
+    result = server_of(app).compact("lib")
+    assert result.quarantined == ["items/a"]
+    assert result.documents == ["items/b"]
+    quarantined = info(app)["quarantined"]
+    assert list(quarantined) == ["items/a"]
+    assert server_of(app).compact("lib").folded_operations == 0
+    (response,) = of_type(
+        VerdantTestClient(app, library_id="lib", user_id="carol").sync(), "sync-resp"
+    )
+    assert {op["oid"] for op in response["operations"]} == {"items/a"}
+
+
+def test_passes_are_bounded_batches(make_app: Callable[..., Flask]) -> None:
+    app = make_app({"VERDANT_COMPACTION_BATCH_SIZE": 3}, disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    alice.op(*[init(alice, f"items/{n}", {"id": str(n)}) for n in range(10)])
+    catch_up(alice, bob, alice, bob)
+    with app.app_context():
+        first = server_of(app).engine.compact_library("lib", 3)
+    assert first.folded_operations == 3 and first.has_more
+    # 11 operations: the initial one of items/a and ten new documents
+    assert server_of(app).compact("lib").folded_operations == 8
+    assert info(app)["operationsCount"] == 0
+
+
+def test_compaction_runs_by_itself_after_writes(make_app: Callable[..., Flask]) -> None:
+    app = make_app({"VERDANT_COMPACTION_DELAY_SECONDS": 0.01})
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    alice.op(set_field(alice, "items/a", "n", 1))
+    catch_up(alice, bob, alice, bob)
+    deadline = time.monotonic() + 5
+    while info(app)["operationsCount"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert info(app)["operationsCount"] == 0
+    assert info(app)["baselinesCount"] == 1
+
+
+def test_disable_rebasing_keeps_history(make_app: Callable[..., Flask]) -> None:
+    app = make_app({"VERDANT_COMPACTION_DELAY_SECONDS": 0.0}, disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    catch_up(alice, bob, alice, bob)
+    assert server_of(app).compactions.pending() == []
+    assert info(app)["operationsCount"] == 1
+
+
+def test_cli_compact_reports_what_it_folded(make_app: Callable[..., Flask]) -> None:
+    app = make_app(disable_rebasing=True)
+    alice, bob = two_replicas(lambda user: VerdantTestClient(app, library_id="lib", user_id=user))
+    catch_up(alice, bob, alice, bob)
+    result = app.test_cli_runner().invoke(args=["verdant", "compact", "lib"])
+    assert result.exit_code == 0, result.output
+    assert "Folded 1 operations of 1 documents in library lib" in result.output
