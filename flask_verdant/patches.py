@@ -167,14 +167,30 @@ def _delete_property(base: JSValue, key: str) -> JSValue:
     return base
 
 
+def _method(base: list[JSValue], name: str) -> None:
+    """Calling ``base.<name>(...)``: a property set on the array shadows the method."""
+    if isinstance(base, JSArray) and name in base.props:
+        raise JSTypeError(f"base.{name} is not a function")
+
+
 def _splice(
     array: list[JSValue], start: JSValue, count: JSValue, items: list[JSValue]
 ) -> list[JSValue]:
-    """``Array.prototype.splice`` with both arguments passed; holes shift as holes."""
+    """``base.splice(start, count, ...items)`` with both arguments passed.
+
+    Holes shift as holes. The result array is made through
+    ``ArraySpeciesCreate``, so a ``constructor`` property set on the array to a
+    primitive or ``null`` makes every splice throw (after the conversions).
+    """
+    _method(array, "splice")
     length = len(array)
     relative = to_integer_or_infinity(start)
     begin = int(max(length + relative, 0) if relative < 0 else min(relative, length))
     removed = int(min(max(to_integer_or_infinity(count), 0), length - begin))
+    if isinstance(array, JSArray):
+        constructor = array.props.get("constructor", UNDEFINED)
+        if constructor is not UNDEFINED and not isinstance(constructor, (dict, list)):
+            raise JSTypeError("object.constructor[Symbol.species] is not a constructor")
     taken = array[begin : begin + removed]
     array[begin : begin + removed] = items
     return taken
@@ -202,12 +218,15 @@ def _find_removal(array: list[JSValue], value: JSValue, last: bool) -> int:
     positions: Iterable[int] = range(len(array) - 1, -1, -1) if last else range(len(array))
     if is_object_ref(value):
         # findIndex / the custom findLastIndex visit holes as undefined.
+        if not last:
+            _method(array, "findIndex")
         target = read_property(value, "id")
         for position in positions:
             if strict_equals(_read_id(_unread(array[position])), target):
                 return position
         return -1
     # indexOf / lastIndexOf skip holes and use ===.
+    _method(array, "lastIndexOf" if last else "indexOf")
     for position in positions:
         item = array[position]
         if item is not HOLE and strict_equals(item, value):
@@ -264,6 +283,7 @@ def apply_patch(
         return clone_deep(_field(patch, "value"))
     if op == "delete" and isinstance(op, str):
         if isinstance(base, list):
+            _method(base, "forEach")
             for item in base:
                 if item is not HOLE:
                     check_ref(item)
@@ -279,6 +299,7 @@ def apply_patch(
         return base  # JS logs "Cannot apply list patch" and moves on
 
     if op == "list-push":
+        _method(base, "push")
         base.append(_field(patch, "value"))
     elif op == "list-delete":
         index = _field(patch, "index")
@@ -294,12 +315,13 @@ def apply_patch(
             position = _find_removal(base, value, last)
             if position != -1:
                 check_ref(_unread(base[position]))
-                del base[position]
+                _splice(base, position, 1, [])
             if is_truthy(only) or position == -1:
                 break
     elif op == "list-add":
         value = _field(patch, "value")
         value_is_ref = is_object_ref(value)
+        _method(base, "some")
         for item in base:
             if item is HOLE:
                 continue
@@ -309,9 +331,11 @@ def apply_patch(
             elif strict_equals(item, value):
                 break
         else:
+            _method(base, "push")
             base.append(value)
     elif op == "list-move-by-ref":
         value = _field(patch, "value")
+        _method(base, "findIndex")
         position = next(
             (i for i, item in enumerate(base) if compare_refs(_unread(item), value)), -1
         )
