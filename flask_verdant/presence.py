@@ -3,6 +3,10 @@
 Keying by replica (not by user, as the reference does) lets a user with two devices stay online
 while one of them leaves, and makes "this user's last replica went" exact, so exactly one
 ``presence-offline`` is produced per departure.
+
+A replica's entry may be owned by the websocket it last spoke on. Closing that socket removes
+what it owns, but not an entry the replica has since refreshed over a newer socket or HTTP: a
+client reconnects at once, often before the server notices that the old socket died.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class _ReplicaPresence:
     profile: Any
     updated_at: float
     expires_at: float
+    owner: object | None = None
 
     def user_info(self) -> dict[str, Any]:
         return {
@@ -71,9 +76,27 @@ class PresenceRegistry:
             if entry is not None:
                 entry.expires_at = now + self.keepalive_seconds
 
+    def claim(self, library_id: str, replica_id: str, owner: object | None) -> None:
+        """Record which connection (``None``: none that lasts) the replica last spoke on."""
+        with self._lock:
+            entry = self._libraries.get(library_id, {}).get(replica_id)
+            if entry is not None:
+                entry.owner = owner
+
     def remove(self, library_id: str, replica_id: str) -> Departure | None:
         with self._lock:
             return self._remove(library_id, replica_id)
+
+    def release(self, library_id: str, owner: object) -> list[Departure]:
+        """Drop the replicas a closed connection owns; report the users that left with them."""
+        with self._lock:
+            owned = [
+                replica_id
+                for replica_id, entry in self._libraries.get(library_id, {}).items()
+                if entry.owner is owner
+            ]
+            departures = [self._remove(library_id, replica_id) for replica_id in owned]
+        return [departure for departure in departures if departure is not None]
 
     def _remove(self, library_id: str, replica_id: str) -> Departure | None:
         replicas = self._libraries.get(library_id)
@@ -86,16 +109,24 @@ class PresenceRegistry:
             return None
         return Departure(library_id, replica_id, entry.user_id)
 
-    def expire(self, now: float) -> list[Departure]:
-        """Drop replicas whose keepalive ran out; report the users that left with them."""
+    def expired_libraries(self, now: float) -> list[str]:
+        """The libraries holding a replica whose keepalive ran out."""
+        with self._lock:
+            return [
+                library_id
+                for library_id, replicas in self._libraries.items()
+                if any(entry.expires_at <= now for entry in replicas.values())
+            ]
+
+    def expire(self, library_id: str, now: float) -> list[Departure]:
+        """Drop a library's replicas whose keepalive ran out; report the users that left."""
         with self._lock:
             expired = [
-                (library_id, replica_id)
-                for library_id, replicas in self._libraries.items()
-                for replica_id, entry in replicas.items()
+                replica_id
+                for replica_id, entry in self._libraries.get(library_id, {}).items()
                 if entry.expires_at <= now
             ]
-            departures = [self._remove(library_id, replica) for library_id, replica in expired]
+            departures = [self._remove(library_id, replica_id) for replica_id in expired]
         return [departure for departure in departures if departure is not None]
 
     def peers(self, library_id: str) -> dict[str, dict[str, Any]]:
@@ -115,3 +146,8 @@ class PresenceRegistry:
     def libraries(self) -> list[str]:
         with self._lock:
             return list(self._libraries)
+
+    def __len__(self) -> int:
+        """How many replicas are present, across libraries."""
+        with self._lock:
+            return sum(len(replicas) for replicas in self._libraries.values())

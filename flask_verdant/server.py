@@ -16,6 +16,7 @@ from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
 from .storage import Database
+from .sweeper import PresenceSweeper
 from .tokens import TokenInfo, TokenVerifier
 
 logger = logging.getLogger("flask_verdant")
@@ -38,6 +39,10 @@ class SyncServer:
             self.profiles,
             EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
         )
+        self.sweeper = PresenceSweeper(
+            self.expire_presence,
+            interval=max(0.05, min(1.0, settings.presence_keepalive_seconds / 10)),
+        )
         self.compactions = LibraryScheduler(
             self._compaction_pass, settings.compaction_delay_seconds
         )
@@ -46,16 +51,28 @@ class SyncServer:
         return self.verifier.verify(token)
 
     def process(
-        self, sender: TokenInfo, connection: Connection, messages: list[ClientMessage]
+        self,
+        sender: TokenInfo,
+        connection: Connection,
+        messages: list[ClientMessage],
+        *,
+        owner: object | None = None,
     ) -> None:
-        """Handle one batch in order under the library's lock, delivering as it goes."""
+        """Handle one batch in order under the library's lock, delivering as it goes.
+
+        ``owner`` is the lasting connection (a websocket) the batch arrived on, if any: the
+        replicas it speaks for leave presence when that connection closes.
+        """
         library_id = sender.library_id
         with self.locks.hold(library_id):
-            self.expire_presence()
             self.engine.check_ownership(sender, messages)
             for message in messages:
                 envelopes = self.engine.handle(sender, message)
+                if message.replica_id:
+                    self.presence.claim(library_id, message.replica_id, owner)
                 self.hub.deliver(library_id, connection, envelopes)
+        if self.presence:
+            self.sweeper.wake()
         if not self.settings.disable_rebasing and any(
             isinstance(message, (OpMessage, SyncMessage, AckMessage)) for message in messages
         ):
@@ -88,10 +105,20 @@ class SyncServer:
             )
         return result.has_more
 
-    def expire_presence(self) -> None:
-        """Announce users whose replicas stopped refreshing their keepalive."""
-        for departure in self.presence.expire(time.time()):
-            self.hub.publish(departure.library_id, departure.message())
+    def disconnect(self, sender: TokenInfo, owner: object) -> None:
+        """A lasting connection closed: its replicas leave, and their users if it was the last."""
+        library_id = sender.library_id
+        with self.locks.hold(library_id):
+            for departure in self.presence.release(library_id, owner):
+                self.hub.publish(library_id, departure.message())
+
+    def expire_presence(self) -> bool:
+        """Announce users whose replicas stopped refreshing; say whether anyone is left."""
+        for library_id in self.presence.expired_libraries(time.time()):
+            with self.locks.hold(library_id):
+                for departure in self.presence.expire(library_id, time.time()):
+                    self.hub.publish(library_id, departure.message())
+        return bool(self.presence)
 
     def evict_library(self, library_id: str) -> None:
         with self.locks.hold(library_id):
@@ -113,5 +140,6 @@ class SyncServer:
         return self.presence.peers(library_id)
 
     def close(self) -> None:
+        self.sweeper.stop()
         self.compactions.cancel()
         self.database.close()

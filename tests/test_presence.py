@@ -1,0 +1,120 @@
+"""Presence: the registry's bookkeeping, and the background sweeper that expires silent replicas."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from flask_verdant.presence import Departure, PresenceRegistry
+from flask_verdant.testing import VerdantTestClient, of_type
+
+from .realtime_helpers import sync_server, wait_for
+
+
+class Inbox:
+    """A hub connection that keeps what it is sent, standing in for a websocket."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+
+    def send(self, payload: str) -> None:
+        self.payloads.append(payload)
+
+    def offline(self) -> list[str]:
+        return [p for p in self.payloads if '"presence-offline"' in p]
+
+
+def registry_with(*entries: tuple[str, str, str], now: float = 0.0) -> PresenceRegistry:
+    registry = PresenceRegistry(keepalive_seconds=30)
+    for library, replica, user in entries:
+        registry.update(library, replica, user, {}, {"id": user}, now)
+    return registry
+
+
+def test_a_user_leaves_only_with_their_last_replica() -> None:
+    registry = registry_with(("lib", "phone", "bob"), ("lib", "laptop", "bob"))
+    assert registry.remove("lib", "phone") is None
+    assert registry.remove("lib", "laptop") == Departure("lib", "laptop", "bob")
+    assert registry.remove("lib", "laptop") is None
+    assert len(registry) == 0
+
+
+def test_expiry_is_per_library_and_reports_each_departure_once() -> None:
+    registry = registry_with(("a", "r1", "alice"), ("b", "r2", "bob"), now=0)
+    registry.refresh("b", "r2", now=20)
+    assert registry.expired_libraries(now=31) == ["a"]
+    assert registry.expire("a", now=31) == [Departure("a", "r1", "alice")]
+    assert registry.expire("a", now=31) == []
+    assert registry.expire("b", now=31) == []
+    assert len(registry) == 1
+
+
+def test_a_closed_connection_releases_only_what_it_still_owns() -> None:
+    old_socket, new_socket = object(), object()
+    registry = registry_with(("lib", "r1", "alice"), ("lib", "r2", "bob"))
+    registry.claim("lib", "r1", old_socket)
+    registry.claim("lib", "r2", old_socket)
+    registry.claim("lib", "r2", new_socket)  # bob reconnected before the old socket was noticed
+    assert registry.release("lib", old_socket) == [Departure("lib", "r1", "alice")]
+    assert set(registry.peers("lib")) == {"bob"}
+    assert registry.release("lib", new_socket) == [Departure("lib", "r2", "bob")]
+
+
+@pytest.fixture
+def quick_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app({"VERDANT_PRESENCE_KEEPALIVE_SECONDS": 0.3})
+
+
+def test_a_silent_pull_replica_is_announced_gone_once_after_its_keepalive(
+    quick_app: Flask,
+) -> None:
+    server = sync_server(quick_app)
+    watcher = Inbox()
+    server.hub.register("lib", watcher)
+    try:
+        alice = VerdantTestClient(quick_app, library_id="lib", user_id="alice")
+        alice.send(alice.presence_message({}), alice.sync_message())
+        started = time.monotonic()
+        wait_for(watcher.offline, timeout=3)
+        assert 0.25 < time.monotonic() - started < 1.5
+        time.sleep(0.5)
+        assert watcher.offline() == [
+            f'{{"type":"presence-offline","replicaId":"{alice.replica_id}","userId":"alice"}}'
+        ]
+        assert server.library_presence("lib") == {}
+    finally:
+        server.close()
+
+
+def test_messages_keep_a_replica_present(quick_app: Flask) -> None:
+    server = sync_server(quick_app)
+    try:
+        alice = VerdantTestClient(quick_app, library_id="lib", user_id="alice")
+        alice.update_presence({})
+        for _ in range(8):
+            time.sleep(0.1)
+            alice.heartbeat()
+        assert "alice" in server.library_presence("lib")
+    finally:
+        server.close()
+
+
+def test_the_sweeper_stops_when_nobody_is_present_and_restarts_on_demand(
+    quick_app: Flask,
+) -> None:
+    server = sync_server(quick_app)
+    try:
+        alice = VerdantTestClient(quick_app, library_id="lib", user_id="alice")
+        alice.update_presence({})
+        wait_for(lambda: server.library_presence("lib") == {}, timeout=3)
+        wait_for(lambda: not server.sweeper.running, timeout=3)
+        bob = VerdantTestClient(quick_app, library_id="lib", user_id="bob")
+        mirrored = bob.update_presence({})
+        assert of_type(mirrored, "presence-changed")
+        assert server.sweeper.running
+        wait_for(lambda: server.library_presence("lib") == {}, timeout=3)
+    finally:
+        server.close()
