@@ -295,7 +295,8 @@ def array_index(key: str) -> int | None:
     Only the canonical decimal form of an integer in ``[0, 2**32 - 2]`` is an
     index: ``"01"``, ``"-1"``, ``"1.0"`` and ``"4294967295"`` are plain names.
     """
-    if not (key.isascii() and key.isdigit()) or (key[0] == "0" and key != "0"):
+    # 10 digits at most: also keeps int() clear of CPython's digit limit
+    if not (0 < len(key) <= 10 and key.isascii() and key.isdigit()) or (key[0] == "0" != key):
         return None
     index = int(key)
     return index if index <= _MAX_ARRAY_INDEX else None

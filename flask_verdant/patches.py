@@ -261,7 +261,14 @@ def apply_patch(
     (``js_name`` tells which JS class), leaving ``base`` as far as JS would
     have mutated it. A list op on a non-list is a silent no-op, as in JS.
     """
+    try:
+        return _apply(base, patch, deleted_refs)
+    except RecursionError:
+        # V8 copes with far deeper nesting than Python's stack; refuse, don't crash
+        raise UnemulatedError("value nested too deeply to apply in Python") from None
 
+
+def _apply(base: JSValue, patch: JSValue, deleted_refs: list[JSValue] | None) -> JSValue:
     def check_ref(value: JSValue) -> None:
         if deleted_refs is not None and is_ref(value):
             deleted_refs.append(value)

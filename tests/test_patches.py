@@ -370,3 +370,16 @@ def test_stringify_and_json_compatible() -> None:
     assert js_stringify(UNDEFINED) is None
     assert js_stringify(float("nan")) == "null"
     assert js_stringify("\ud83d\ude00") == '"\U0001f600"'  # a pair is one character in JS
+
+
+def test_python_limits_raise_patch_errors_not_crashes() -> None:
+    # a 5000-digit key is a plain name (CPython's int() would refuse to parse it)
+    key = "9" * 5000
+    assert list(apply_patch({}, {"op": "set", "name": key, "value": 1})) == [key]  # type: ignore[arg-type]
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(UnemulatedError):
+        apply_patch(None, {"op": "initialize", "value": deep})
