@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app
 
+from . import websocket_transport
 from .cli import verdant_cli
 from .http_transport import sync_view
 from .oids import create_oid
@@ -54,6 +55,8 @@ class Verdant:
         app.extensions["verdant"] = server
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
+        websocket_transport.register(blueprint)
+        websocket_transport.configure(app.config, settings)
         app.register_blueprint(blueprint)
         app.cli.add_command(verdant_cli)
 

@@ -21,6 +21,8 @@ class Settings:
     pool_size: int = 8
     compaction_delay_seconds: float = 0.2
     compaction_batch_size: int = 2000
+    websocket_ping_seconds: float = 25.0
+    websocket_queue_size: int = 1024
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -62,4 +64,8 @@ class Settings:
                 pick("compaction_delay_seconds", cls.compaction_delay_seconds)
             ),
             compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
+            websocket_ping_seconds=float(
+                pick("websocket_ping_seconds", cls.websocket_ping_seconds)
+            ),
+            websocket_queue_size=int(pick("websocket_queue_size", cls.websocket_queue_size)),
         )

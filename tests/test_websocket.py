@@ -1,0 +1,335 @@
+"""The websocket transport: handshake and auth, message flow, refused frames, presence on close."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+
+from flask_verdant import TokenProvider
+from flask_verdant.testing import VerdantTestClient, of_type
+
+from .realtime_helpers import Socket, serving, sync_server, wait_for
+
+Live = tuple[Flask, str]
+
+
+class Harness:
+    """Serves apps and opens sockets; at teardown closes the sockets first, then the servers."""
+
+    def __init__(self, make_app: Callable[..., Flask], stack: ExitStack) -> None:
+        self._make_app = make_app
+        self._stack = stack
+        self.sockets: list[Socket] = []
+
+    def serve(self, config: dict[str, Any] | None = None) -> Live:
+        app = self._make_app(config)
+        return app, self._stack.enter_context(serving(app))
+
+    def connect(self, live: Live, replica: VerdantTestClient, **kw: Any) -> Socket:
+        s = Socket(live[1], replica.token, **kw)
+        self.sockets.append(s)
+        return s
+
+    def close_sockets(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+@pytest.fixture
+def harness(make_app: Callable[..., Flask]) -> Iterator[Harness]:
+    with ExitStack() as stack:
+        h = Harness(make_app, stack)
+        stack.callback(h.close_sockets)
+        yield h
+
+
+@pytest.fixture
+def live(harness: Harness) -> Live:
+    return harness.serve()
+
+
+def join(s: Socket, replica: VerdantTestClient, presence: Any = None) -> list[dict[str, Any]]:
+    """Open the way the real client does: presence-update, then sync; return what came back."""
+    s.send(replica.presence_message(presence or {"name": replica.user_id}))
+    s.send(replica.sync_message())
+    received = s.receive_until("sync-resp")
+    if not of_type(received, "presence-changed"):
+        received += s.receive_until("presence-changed")
+    return received
+
+
+def client(live: Live, user: str, library: str = "lib", **kw: Any) -> VerdantTestClient:
+    return VerdantTestClient(live[0], library_id=library, user_id=user, **kw)
+
+
+def heartbeat(s: Socket, replica: VerdantTestClient) -> list[dict[str, Any]]:
+    """Send a heartbeat and return everything up to its response."""
+    s.send({"type": "heartbeat", "replicaId": replica.replica_id, "timestamp": replica.clock.now()})
+    return s.receive_until("heartbeat-response")
+
+
+# -- handshake and authentication ---------------------------------------------------------------
+
+
+def test_the_handshake_selects_bearer_and_takes_the_token_from_the_subprotocol(
+    harness: Harness, live: Live
+) -> None:
+    alice = client(live, "alice")
+    s = harness.connect(live, alice)
+    assert s.subprotocol == "Bearer"
+    assert heartbeat(s, alice) == [{"type": "heartbeat-response"}]
+
+
+@pytest.mark.parametrize("where", ["authorization", "query"])
+def test_the_token_may_also_come_from_the_authorization_header_or_the_query(
+    harness: Harness, live: Live, where: str
+) -> None:
+    alice = client(live, "alice")
+    if where == "authorization":
+        s = Socket(live[1], None, header=[f"Authorization: Bearer {alice.token}"])
+    else:
+        s = Socket(live[1], None, path=f"/sync?token={alice.token}")
+    harness.sockets.append(s)
+    assert s.subprotocol is None
+    assert heartbeat(s, alice) == [{"type": "heartbeat-response"}]
+
+
+def _upgrade(address: str, token: str | None) -> requests.Response:
+    headers = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    if token is not None:
+        headers["Sec-WebSocket-Protocol"] = f"Bearer, {token}"
+    return requests.get(f"http://{address}/sync", headers=headers, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [("expired", 4012), ("forged", 4011), ("garbage", 4011), (None, 4010)],
+)
+def test_a_bad_token_is_refused_with_401_before_the_upgrade(
+    live: Live, token: str | None, code: int
+) -> None:
+    app, address = live
+    if token == "expired":
+        token = client(live, "alice", expires_in=timedelta(seconds=-5)).token
+    elif token == "forged":
+        token = TokenProvider("not-the-server-secret-but-long-enough-!!").get_token(
+            library_id="lib", user_id="alice", sync_endpoint=f"http://{address}/sync"
+        )
+    response = _upgrade(address, token)
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["code"] == code
+    assert sync_server(app).hub.connections("lib") == []
+
+
+def test_a_plain_get_of_the_sync_path_is_a_client_error(live: Live) -> None:
+    assert 400 <= requests.get(f"http://{live[1]}/sync", timeout=5).status_code < 500
+
+
+def test_host_socket_options_are_kept_and_bearer_is_added(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app({"SOCK_SERVER_OPTIONS": {"subprotocols": "chat", "ping_interval": 5}})
+    options = app.config["SOCK_SERVER_OPTIONS"]
+    assert options["subprotocols"] == ["chat", "Bearer"]
+    assert options["ping_interval"] == 5
+    assert options["max_message_size"] == 16 * 1024 * 1024
+
+
+# -- message flow -------------------------------------------------------------------------------
+
+
+def test_ops_reach_the_other_sockets_but_not_the_sender(harness: Harness, live: Live) -> None:
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a, b = harness.connect(live, alice), harness.connect(live, bob)
+    join(a, alice)
+    join(b, bob)
+    a.receive_until("presence-changed")  # bob arrived
+    op = alice.operation("items/1:x", {"op": "set", "name": "title", "value": "hi"})
+    a.send(alice.op_message(op))
+    assert not of_type(a.receive_until("server-ack"), "op-re")
+    relayed = b.receive_until("op-re")[-1]
+    assert relayed["operations"] == [op] and relayed["replicaId"] == alice.replica_id
+
+
+def test_presence_is_mirrored_and_listed_in_sync_responses(harness: Harness, live: Live) -> None:
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a = harness.connect(live, alice)
+    join(a, alice, {"cursor": 1})
+    b = harness.connect(live, bob)
+    received = join(b, bob, {"cursor": 2})
+    peers = of_type(received, "sync-resp")[0]["peerPresence"]
+    assert peers["alice"]["presence"] == {"cursor": 1}
+    changed = a.receive_until("presence-changed")[-1]
+    assert changed["userInfo"] == {
+        "id": "bob",
+        "presence": {"cursor": 2},
+        "profile": {"id": "bob"},
+        "replicaId": bob.replica_id,
+    }
+
+
+# -- refused frames -----------------------------------------------------------------------------
+
+
+def test_a_frame_that_is_not_json_closes_with_1003_and_others_carry_on(
+    harness: Harness, live: Live
+) -> None:
+    alice, mallory = client(live, "alice"), client(live, "mallory")
+    a, m = harness.connect(live, alice), harness.connect(live, mallory)
+    join(a, alice)
+    join(m, mallory)
+    m.send_raw("{not json")
+    assert m.close_code() == 1003
+    offline = a.receive_until("presence-offline")[-1]
+    assert offline == {
+        "type": "presence-offline",
+        "replicaId": mallory.replica_id,
+        "userId": "mallory",
+    }
+    assert heartbeat(a, alice)[-1] == {"type": "heartbeat-response"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '"a string"',
+        '{"type": "no-such-type", "replicaId": "r"}',
+        '{"type": "op", "replicaId": "r", "timestamp": "t", "operations": "nope"}',
+        '{"type": "ack", "replicaId": "r", "nonce": "not a nonce"}',
+        b'{"type": "presence-update"}',
+    ],
+)
+def test_a_frame_of_the_wrong_shape_is_ignored_and_logged(
+    harness: Harness, live: Live, frame: str | bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = client(live, "alice")
+    a = harness.connect(live, alice)
+    join(a, alice)
+    a.send_raw(frame)
+    assert heartbeat(a, alice) == [{"type": "heartbeat-response"}]
+    assert "Ignored a websocket frame" in caplog.text
+
+
+def test_an_oversize_frame_closes_with_1009(harness: Harness) -> None:
+    live = harness.serve({"VERDANT_MAX_MESSAGE_BYTES": 10_000})
+    alice = client(live, "alice")
+    s = harness.connect(live, alice)
+    s.send(alice.presence_message({"blob": "x" * 20_000}))
+    assert s.close_code() == 1009
+
+
+def test_a_replica_of_another_user_closes_with_1008(harness: Harness, live: Live) -> None:
+    alice, mallory = client(live, "alice"), client(live, "mallory")
+    a, m = harness.connect(live, alice), harness.connect(live, mallory)
+    join(a, alice)
+    m.send({**mallory.sync_message(), "replicaId": alice.replica_id})
+    assert m.close_code() == 1008
+    assert heartbeat(a, alice) == [{"type": "heartbeat-response"}]
+
+
+# -- presence when sockets close ----------------------------------------------------------------
+
+
+def _no_offline_for(s: Socket, replica: VerdantTestClient, seconds: float) -> None:
+    """Keep ``replica`` alive with heartbeats and check nobody is reported gone meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert not of_type(heartbeat(s, replica), "presence-offline")
+        time.sleep(0.05)
+
+
+def test_closing_the_last_socket_of_a_user_sends_exactly_one_presence_offline(
+    harness: Harness,
+) -> None:
+    live = harness.serve({"VERDANT_PRESENCE_KEEPALIVE_SECONDS": 0.5})
+    alice, bob_phone, bob_laptop = client(live, "alice"), client(live, "bob"), client(live, "bob")
+    a = harness.connect(live, alice)
+    join(a, alice)
+    phone, laptop = harness.connect(live, bob_phone), harness.connect(live, bob_laptop)
+    join(phone, bob_phone)
+    join(laptop, bob_laptop)
+    phone.close()
+    # bob still has his laptop, which keeps itself alive: nobody is told he left
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        heartbeat(laptop, bob_laptop)
+        assert not of_type(heartbeat(a, alice), "presence-offline")
+    laptop.close()
+    offline = [m for m in a.receive_until("presence-offline") if m["type"] == "presence-offline"]
+    assert offline == [
+        {"type": "presence-offline", "replicaId": bob_laptop.replica_id, "userId": "bob"}
+    ]
+    # and no second one once the keepalive of the closed replicas has run out
+    _no_offline_for(a, alice, 1.0)
+
+
+def test_a_stale_socket_closing_after_a_reconnect_does_not_report_the_replica_gone(
+    harness: Harness, live: Live
+) -> None:
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a = harness.connect(live, alice)
+    join(a, alice)
+    old = harness.connect(live, bob)
+    join(old, bob)
+    new = harness.connect(live, bob)  # the same replica, reconnected before the old one closed
+    join(new, bob)
+    old.close()
+    _no_offline_for(a, alice, 0.3)
+    assert "bob" in sync_server(live[0]).presence.peers("lib")
+
+
+def test_the_server_pings_and_drops_a_socket_that_never_answers(harness: Harness) -> None:
+    live = harness.serve({"VERDANT_WEBSOCKET_PING_SECONDS": 0.5})
+    alice, ghost = client(live, "alice"), client(live, "ghost")
+    a, g = harness.connect(live, alice), harness.connect(live, ghost)
+    join(a, alice)
+    join(g, ghost)
+    # from now on the ghost reads nothing, so it never answers a ping, like a half-open socket;
+    # alice keeps reading, and websocket-client answers her pings
+    started = time.monotonic()
+    offline = a.receive_until("presence-offline", timeout=5)[-1]
+    assert offline["userId"] == "ghost"
+    assert time.monotonic() - started < 3
+    assert heartbeat(a, alice)[-1] == {"type": "heartbeat-response"}
+
+
+# -- slow recipients ----------------------------------------------------------------------------
+
+
+def test_a_recipient_that_stops_reading_does_not_delay_the_others(harness: Harness) -> None:
+    live = harness.serve({"VERDANT_WEBSOCKET_QUEUE_SIZE": 8})
+    alice, bob, stuck = client(live, "alice"), client(live, "bob"), client(live, "stuck")
+    a, b = harness.connect(live, alice), harness.connect(live, bob)
+    s = harness.connect(live, stuck, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+    for sock, replica in ((a, alice), (b, bob), (s, stuck)):
+        sock.send(replica.sync_message())
+        sock.receive_until("sync-resp")
+    # `stuck` reads nothing from here on, and every op-re to it is 100 KB: far more than the
+    # socket buffers hold, so its writer blocks and its queue overflows
+    payload = "x" * 100_000
+    delays = []
+    for n in range(100):
+        op = alice.operation(f"items/{n}:x", {"op": "set", "name": "blob", "value": payload})
+        sent = time.monotonic()
+        a.send(alice.op_message(op))
+        relayed = b.receive_until("op-re")[-1]
+        delays.append(time.monotonic() - sent)
+        assert relayed["operations"][0]["oid"] == f"items/{n}:x"
+        a.receive_until("server-ack")
+    assert max(delays) < 1.0, delays
+    hub = sync_server(live[0]).hub
+    wait_for(lambda: len(hub.connections("lib")) == 2)
