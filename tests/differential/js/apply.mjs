@@ -13,6 +13,9 @@
 // deleted are JSON.stringify text (snapshot null = undefined), error is
 // {name, message} or null, and partial is the stringified base left behind by
 // a throwing patch ("patch" mode only).
+//
+// The common packages are plain ESM and import fine in Node 20, so unlike the
+// store client this needs no esbuild bundle.
 import { readFileSync } from 'node:fs';
 import * as common220 from 'common220';
 import * as common231 from 'common231';
