@@ -3,11 +3,25 @@
 The view only authenticates, decodes and validates, then hands the batch to the server; the
 response holds the direct replies plus every library broadcast emitted while the request was
 registered (spec 3.2), in emission order.
+
+Long-poll, for clients that cannot hold a websocket: a request with ``Prefer: wait=<seconds>``
+(RFC 7240) is held after processing until a broadcast reaches it (another replica's ``op-re``, a
+presence change, a global ack) or the wait ends, and says ``Preference-Applied: wait=<n>``.
+``{"messages": []}`` is a pure listen. Requests without the header are never held: real pull
+clients give up on answers slower than 3 s (spec 3.7). A held request is a parked greenlet under
+gevent, but a whole thread under the threaded dev server or a sync worker.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Request, Response, current_app, request
 
@@ -18,18 +32,46 @@ from .server import SyncServer
 
 logger = logging.getLogger("flask_verdant")
 
+_DELTA_SECONDS = re.compile(r"[0-9]{1,9}")
+# How often a held long-poll checks that its client is still there.
+_DISCONNECT_PROBE_SECONDS = 1.0
+
 
 class RequestConnection:
-    """Collects the JSON texts addressed to one HTTP request."""
+    """Collects the JSON texts addressed to one HTTP request.
+
+    Its own replies are delivered by the request's own thread (or greenlet), under the library
+    lock; anything sent from another thread is a broadcast caused by someone else, which is what
+    a long-poll waits for.
+    """
 
     def __init__(self) -> None:
         self.payloads: list[str] = []
+        self._lock = threading.Lock()
+        self._finished = False
+        self._thread = threading.get_ident()
+        self._arrived = threading.Event()
 
     def send(self, payload: str) -> None:
-        self.payloads.append(payload)
+        with self._lock:
+            if self._finished:
+                return
+            self.payloads.append(payload)
+        if threading.get_ident() != self._thread:
+            self._arrived.set()
+
+    def listen(self, seconds: float, client_gone: Callable[[], bool]) -> None:
+        """Hold until someone else's broadcast arrives, the time is up, or the client left."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._arrived.wait(min(remaining, _DISCONNECT_PROBE_SECONDS)) or client_gone():
+                return
 
     def body(self) -> str:
-        return '{"messages":[' + ",".join(self.payloads) + "]}"
+        """The response body; later sends are dropped (the client catches up through ``sync``)."""
+        with self._lock:
+            self._finished = True
+            return '{"messages":[' + ",".join(self.payloads) + "]}"
 
 
 def request_token(req: Request) -> str | None:
@@ -47,11 +89,16 @@ def sync_view() -> Response:
     server: SyncServer = current_app.extensions["verdant"]
     try:
         sender = server.authenticate(request_token(request))
+        wait = preferred_wait(
+            request.headers.getlist("Prefer"), server.settings.long_poll_max_seconds
+        )
         messages = _read_messages(server.settings.max_message_bytes)
         connection = RequestConnection()
         server.hub.register(sender.library_id, connection)
         try:
             server.process(sender, connection, messages)
+            if wait:
+                connection.listen(wait, _disconnect_probe(request.environ))
         finally:
             server.hub.unregister(sender.library_id, connection)
     except VerdantError as error:
@@ -59,7 +106,37 @@ def sync_view() -> Response:
     except Exception:
         logger.exception("Sync request failed")
         return error_response(VerdantError(ErrorCode.UNEXPECTED, "Internal server error"))
-    return Response(connection.body(), status=200, mimetype="application/json")
+    response = Response(connection.body(), status=200, mimetype="application/json")
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    return response
+
+
+def preferred_wait(prefer_headers: list[str], limit: float) -> int:
+    """The ``wait`` preference in whole seconds, capped at ``limit``; 0 when absent or off."""
+    for header in prefer_headers:
+        for preference in header.split(","):
+            name, _, value = preference.split(";", 1)[0].partition("=")
+            value = value.strip().strip('"')
+            if name.strip().lower() == "wait" and _DELTA_SECONDS.fullmatch(value):
+                return int(min(int(value), limit))
+    return 0
+
+
+def _disconnect_probe(environ: Mapping[str, Any]) -> Callable[[], bool]:
+    """A check that the client of a held request closed its connection, where the server says."""
+    sock: Any = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None:
+        return lambda: False
+
+    def client_gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
+
+    return client_gone
 
 
 def _read_messages(limit: int) -> list[ClientMessage]:
@@ -72,7 +149,7 @@ def _read_messages(limit: int) -> list[ClientMessage]:
         raise VerdantError(ErrorCode.BODY_REQUIRED, "The request needs a JSON body")
     try:
         body = json_codec.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise bad_request("The request body is not valid JSON") from exc
     if not isinstance(body, dict) or "messages" not in body:
         raise bad_request('The body must be an object with a "messages" list')

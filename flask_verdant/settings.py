@@ -21,6 +21,7 @@ class Settings:
     pool_size: int = 8
     compaction_delay_seconds: float = 0.2
     compaction_batch_size: int = 2000
+    long_poll_max_seconds: float = 25.0
     websocket_ping_seconds: float = 25.0
     websocket_queue_size: int = 1024
 
@@ -64,6 +65,9 @@ class Settings:
                 pick("compaction_delay_seconds", cls.compaction_delay_seconds)
             ),
             compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
+            long_poll_max_seconds=float(
+                pick("long_poll_max_seconds", cls.long_poll_max_seconds)
+            ),
             websocket_ping_seconds=float(
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)
             ),
