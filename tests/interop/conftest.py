@@ -7,6 +7,8 @@ Target server (environment):
 - ``VERDANT_INTEROP_TARGET=reference``: the official ``@verdant-web/server`` 2.1.2 hosted by
   ``host.mjs`` in ``VERDANT_REFERENCE_DIR`` (default ``benchmarks/reference_server``, which needs
   its own ``npm ci``). Used to validate the tests themselves.
+- ``VERDANT_INTEROP_SERVER_ROOT``: the directory gunicorn imports ``flask_verdant`` and
+  ``tests.interop.server_app`` from (default: this checkout), e.g. a ``git archive`` of a commit.
 
 Each test gets a fresh server process with a fresh sqlite file in ``tmp_path`` and a fresh Node
 driver; on failure the server log, the driver's stderr and every client's wire trace are printed.
@@ -40,6 +42,9 @@ from .driver import (
 REPO = Path(__file__).resolve().parents[2]
 TOKEN_SECRET = "interop-secret"
 TARGET = os.environ.get("VERDANT_INTEROP_TARGET", "flask")
+# Where gunicorn imports flask_verdant and tests.interop.server_app from (default: this checkout).
+# Point it at an extracted commit (git archive) to test a snapshot while the tree is being edited.
+SERVER_ROOT = Path(os.environ.get("VERDANT_INTEROP_SERVER_ROOT", REPO))
 REFERENCE_DIR = Path(
     os.environ.get("VERDANT_REFERENCE_DIR", REPO / "benchmarks" / "reference_server")
 )
@@ -169,7 +174,7 @@ class LiveServer:
             "VERDANT_DATABASE_FILE": str(self.database_file),
             "VERDANT_TOKEN_SECRET": TOKEN_SECRET,
             "PYTHONPATH": os.pathsep.join(
-                p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+                p for p in (str(SERVER_ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
         if self.target == "flask":
@@ -179,13 +184,13 @@ class LiveServer:
                 "-k", "gevent",
                 "-w", "1",
                 "--bind", f"127.0.0.1:{self.port}",
-                "--chdir", str(REPO),
+                "--chdir", str(SERVER_ROOT),
                 "--graceful-timeout", "3",
                 "--access-logfile", "-",
                 "--error-logfile", "-",
                 "tests.interop.server_app:create_app()",
             ]  # fmt: skip
-            cwd = REPO
+            cwd = SERVER_ROOT
         elif self.target == "reference":
             host = REFERENCE_DIR / "host.mjs"
             if not (REFERENCE_DIR / "node_modules" / "@verdant-web" / "server").exists():
@@ -302,6 +307,22 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
             print(server.log_tail())
 
 
+def _trace_excerpt(entries: list[dict[str, Any]]) -> str:
+    """The first and last wire-trace entries (INTEROP_TRACE_HEAD / INTEROP_TRACE_TAIL, 15 / 25)."""
+    head = int(os.environ.get("INTEROP_TRACE_HEAD", 15))
+    tail = int(os.environ.get("INTEROP_TRACE_TAIL", 25))
+    if len(entries) <= head + tail:
+        return format_trace(entries)
+    omitted = len(entries) - head - tail
+    return "\n".join(
+        [
+            format_trace(entries[:head]),
+            f"    ... {omitted} entries omitted ...",
+            format_trace(entries[-tail:]),
+        ]
+    )
+
+
 @pytest.fixture
 def node_driver(
     store_version: str, driver_bundles: dict[str, Path], request: pytest.FixtureRequest
@@ -317,8 +338,8 @@ def node_driver(
             for name in list(driver.clients):
                 try:
                     status = driver.call("status", name=name, timeout=5)
-                    entries = driver.trace(name, limit=int(os.environ.get("INTEROP_TRACE", 40)))
-                    traces.append(f"---- wire trace of {name} {status}\n{format_trace(entries)}")
+                    entries = driver.trace(name, limit=4000)
+                    traces.append(f"---- wire trace of {name} {status}\n{_trace_excerpt(entries)}")
                 except Exception as error:  # the driver may be the thing that broke
                     traces.append(f"---- wire trace of {name} unavailable: {error}")
         driver.close()
