@@ -4,6 +4,14 @@ No Flask, sockets or threads here. Given the sender's verified token and a messa
 reads and writes storage in one transaction and returns the envelopes to deliver, in emission
 order. Callers serialize calls per library (see ``locks``), which reproduces the single-threaded
 semantics of the reference server.
+
+Messages that arrive over HTTP (``pull``) follow extra rules, because the 3.x pull client drops
+edits made before its first sync answer and folds them away locally
+(``shared/spec/pull-client-race.md``): R1, a new pull replica's first storing sync is followed by
+``need-since`` so it sends its full history; R2, that history is merged, not reset; R3, no
+``server-ack`` over HTTP; R4 and R5, a pull replica is acknowledged one poll behind, and counted
+in the global ack only that far; R7, every insert is de-duplicated, including operations
+already folded into a baseline.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from .outbox import Broadcast, Envelope, Reply
 from .presence import PresenceRegistry
 from .profiles import ProfileCache
 from .snapshots import FileDescriber, hydrate
-from .storage import Database, ReplicaRecord, Transaction
+from .storage import BaselineRow, Database, OperationRow, ReplicaRecord, Transaction
 from .tokens import ReplicaType, TokenInfo
 
 logger = logging.getLogger("flask_verdant")
@@ -73,7 +81,10 @@ class SyncEngine:
                         f"Replica {replica_id!r} belongs to another user",
                     )
 
-    def handle(self, sender: TokenInfo, message: ClientMessage) -> list[Envelope]:
+    def handle(
+        self, sender: TokenInfo, message: ClientMessage, *, pull: bool = False
+    ) -> list[Envelope]:
+        """Apply one message; ``pull`` marks one that came in an HTTP request (see above)."""
         now = self._clock()
         if isinstance(message, HeartbeatMessage):
             self._refresh_presence(sender, message.replica_id, now)
@@ -83,9 +94,9 @@ class SyncEngine:
         with self.database.write() as tx:
             tx.ensure_library(sender.library_id)
             if isinstance(message, SyncMessage):
-                envelopes = self._handle_sync(tx, sender, message, now)
+                envelopes = self._handle_sync(tx, sender, message, now, pull)
             elif isinstance(message, OpMessage):
-                envelopes = self._handle_op(tx, sender, message, now)
+                envelopes = self._handle_op(tx, sender, message, now, pull)
             elif isinstance(message, AckMessage):
                 envelopes = self._handle_ack(tx, sender, message, now)
             else:
@@ -95,26 +106,27 @@ class SyncEngine:
         self._refresh_presence(sender, message.replica_id, now)
         return envelopes
 
-    # sync (spec 6.2, with fixes 12.7, 12.8, 12.12, 12.14)
+    # sync (spec 6.2, with fixes 12.7, 12.8, 12.12, 12.14, and the pull rules)
 
     def _handle_sync(
-        self, tx: Transaction, sender: TokenInfo, m: SyncMessage, now: float
+        self, tx: Transaction, sender: TokenInfo, m: SyncMessage, now: float, pull: bool
     ) -> list[Envelope]:
         library_id = sender.library_id
+        can_write = sender.type.can_write
         if m.resync_all:
             tx.delete_replica(library_id, m.replica_id)
         replica, status = self._get_or_create_replica(tx, sender, m.replica_id, now)
+        if pull and replica.awaiting_history and m.since_is_null and can_write:
+            return self._merge_full_history(tx, sender, replica, m, now)
         changes_since = replica.acked_logical_time if status == "existing" else None
         empty_library = changes_since is None and tx.is_library_empty(library_id)
         overwrite = (m.resync_all or status != "existing") and not empty_library
-        claims_history = not m.since_is_null
-
-        if empty_library and status == "new" and claims_history and sender.type.can_write:
+        if empty_library and status == "new" and not m.since_is_null and can_write:
             return [Reply({"type": "need-since", "since": None})]
         if not empty_library and m.since_is_null:
             overwrite = True
         carries_data = bool(m.operations or m.baselines)
-        if not sender.type.can_write and carries_data and not empty_library:
+        if not can_write and carries_data and not empty_library:
             # A read-only replica cannot contribute; make it mirror the server instead.
             overwrite = True
 
@@ -128,26 +140,105 @@ class SyncEngine:
             operations = tx.operations_after(library_id, replica.acked_server_order)
             baselines = tx.baselines_after(library_id, changes_since)
 
+        acked_timestamp = m.timestamp
+        if pull and not m.since_is_null and status == "existing" and replica.last_sync_timestamp:
+            # Pull rule R5: acknowledge one poll behind.
+            acked_timestamp = min(replica.last_sync_timestamp, m.timestamp)
+        stores = not overwrite and can_write
+        # Pull rule R1: a new pull replica may have dropped edits while this sync was in flight.
+        ask_for_history = pull and stores and status == "new" and m.since_is_null
+        tx.record_sync(library_id, m.replica_id, m.timestamp, ask_for_history)
+
         envelopes: list[Envelope] = []
-        if not overwrite and sender.type.can_write:
+        if stores:
             tx.upsert_baselines(library_id, m.baselines)
             tx.insert_operations(library_id, m.replica_id, m.operations)
-            tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
+            tx.advance_acked_logical_time(library_id, m.replica_id, acked_timestamp)
             if carries_data:
                 envelopes.append(
-                    Broadcast(
-                        _omit_none(
-                            {
-                                "type": "op-re",
-                                "operations": m.operations,
-                                "baselines": m.baselines,
-                                "replicaId": m.replica_id,
-                                "globalAckTimestamp": self._global_ack(tx, library_id, now),
-                            }
-                        ),
-                        include_sender=False,
-                    )
+                    self._relay(tx, library_id, m.replica_id, m.operations, m.baselines, now)
                 )
+        envelopes.append(
+            self._sync_response(
+                tx, library_id, operations, baselines, overwrite, acked_timestamp, now
+            )
+        )
+        if ask_for_history:
+            envelopes.append(Reply({"type": "need-since", "since": None}))
+        return envelopes
+
+    def _merge_full_history(
+        self,
+        tx: Transaction,
+        sender: TokenInfo,
+        replica: ReplicaRecord,
+        m: SyncMessage,
+        now: float,
+    ) -> list[Envelope]:
+        """Pull rule R2: take the full history a new pull replica sends after R1, merging it.
+
+        Known operations are skipped (R7). The replica's baselines may hold edits the client
+        folded before it ever reached the server; a baseline of a document nobody else has
+        touched is kept as an ``initialize`` at its timestamp, so every replica receives it
+        through the operation history.
+        """
+        library_id = sender.library_id
+        operations = tx.operations_after(library_id, replica.acked_server_order)
+        baselines = tx.baselines_after(library_id, replica.acked_logical_time)
+        adopted = [
+            {
+                "oid": baseline["oid"],
+                "timestamp": baseline["timestamp"],
+                "data": {"op": "initialize", "value": baseline["snapshot"]},
+            }
+            for baseline in m.baselines
+            if baseline.get("snapshot") is not None
+            and tx.only_known_to(library_id, baseline["oid"], m.replica_id, baseline["timestamp"])
+        ]
+        inserted = tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
+        tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
+        tx.record_sync(library_id, m.replica_id, m.timestamp, False)
+        envelopes: list[Envelope] = []
+        if inserted:
+            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, [], now))
+        envelopes.append(
+            self._sync_response(tx, library_id, operations, baselines, False, m.timestamp, now)
+        )
+        return envelopes
+
+    def _relay(
+        self,
+        tx: Transaction,
+        library_id: str,
+        replica_id: str,
+        operations: list[dict[str, Any]],
+        baselines: list[dict[str, Any]],
+        now: float,
+    ) -> Broadcast:
+        """``op-re`` to the library's other connections, with data as the sender sent it."""
+        return Broadcast(
+            _omit_none(
+                {
+                    "type": "op-re",
+                    "operations": operations,
+                    "baselines": baselines,
+                    "replicaId": replica_id,
+                    "globalAckTimestamp": self._global_ack(tx, library_id, now),
+                }
+            ),
+            include_sender=False,
+        )
+
+    def _sync_response(
+        self,
+        tx: Transaction,
+        library_id: str,
+        operations: list[OperationRow],
+        baselines: list[BaselineRow],
+        overwrite: bool,
+        acked_timestamp: str,
+        now: float,
+    ) -> Reply:
         response: dict[str, Any] = {
             "type": "sync-resp",
             "operations": [row.to_message() for row in operations],
@@ -155,12 +246,11 @@ class SyncEngine:
             "globalAckTimestamp": self._global_ack(tx, library_id, now),
             "peerPresence": self.presence.peers(library_id),
             "overwriteLocalData": overwrite,
-            "ackedTimestamp": m.timestamp,
+            "ackedTimestamp": acked_timestamp,
         }
         if operations:
             response["ackThisNonce"] = encode_nonce(operations[-1].server_order)
-        envelopes.append(Reply(_omit_none(response)))
-        return envelopes
+        return Reply(_omit_none(response))
 
     def _get_or_create_replica(
         self, tx: Transaction, sender: TokenInfo, replica_id: str, now: float
@@ -178,29 +268,22 @@ class SyncEngine:
     # op (spec 6.3)
 
     def _handle_op(
-        self, tx: Transaction, sender: TokenInfo, m: OpMessage, now: float
+        self, tx: Transaction, sender: TokenInfo, m: OpMessage, now: float, pull: bool
     ) -> list[Envelope]:
         if not m.operations:
             return []
         if not sender.type.can_write:
             return [Reply({"type": "forbidden"})]
         library_id = sender.library_id
-        tx.insert_operations(library_id, m.replica_id, m.operations)
-        envelopes: list[Envelope] = [
-            Broadcast(
-                _omit_none(
-                    {
-                        "type": "op-re",
-                        "operations": m.operations,
-                        "baselines": [],
-                        "replicaId": m.replica_id,
-                        "globalAckTimestamp": self._global_ack(tx, library_id, now),
-                    }
-                ),
-                include_sender=False,
-            ),
-            Reply({"type": "server-ack", "timestamp": m.timestamp}),
-        ]
+        inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
+        envelopes: list[Envelope] = []
+        if inserted:
+            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, [], now))
+        if pull:
+            # Pull rules R3 and R4: a pull client would take a server-ack as proof that edits
+            # it silently dropped were synced, and must not be counted past what R5 acknowledged.
+            return envelopes
+        envelopes.append(Reply({"type": "server-ack", "timestamp": m.timestamp}))
         previous = tx.stored_global_ack(library_id)
         tx.advance_acked_logical_time(library_id, m.replica_id, m.operations[-1]["timestamp"])
         envelopes.extend(self._global_ack_changes(tx, library_id, previous, now))
@@ -311,9 +394,7 @@ class SyncEngine:
                 _ms(now),
             )
 
-    def document_snapshot(
-        self, library_id: str, oid: str, describe_file: FileDescriber
-    ) -> Any:
+    def document_snapshot(self, library_id: str, oid: str, describe_file: FileDescriber) -> Any:
         with self.database.read() as tx:
             return hydrate(tx, library_id, oid, describe_file)
 

@@ -61,13 +61,14 @@ class SyncServer:
         """Handle one batch in order under the library's lock, delivering as it goes.
 
         ``owner`` is the lasting connection (a websocket) the batch arrived on, if any: the
-        replicas it speaks for leave presence when that connection closes.
+        replicas it speaks for leave presence when that connection closes. A batch without one
+        came in an HTTP request, so the engine's pull rules apply to it.
         """
         library_id = sender.library_id
         with self.locks.hold(library_id):
             self.engine.check_ownership(sender, messages)
             for message in messages:
-                envelopes = self.engine.handle(sender, message)
+                envelopes = self.engine.handle(sender, message, pull=owner is None)
                 if message.replica_id:
                     self.presence.claim(library_id, message.replica_id, owner)
                 self.hub.deliver(library_id, connection, envelopes)

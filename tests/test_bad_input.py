@@ -196,7 +196,7 @@ def test_unexpected_failure_is_500_and_rolls_back(
     def explode(self: Transaction, *args: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Transaction, "advance_acked_logical_time", explode)
+    monkeypatch.setattr(Transaction, "touch_replica", explode)
     before = dump_database(database_file)
     response = alice.post({"messages": [good_op(alice)]})
     assert response.status_code == 500

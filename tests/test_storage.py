@@ -72,8 +72,8 @@ def test_server_order_counter_survives_deleted_rows(database: Database) -> None:
 def test_duplicate_operations_get_no_new_server_order(database: Database) -> None:
     with database.write() as tx:
         tx.ensure_library("l")
-        assert tx.insert_operations("l", "r1", [op("a", "t1"), op("a", "t2")]) == 2
-        assert tx.insert_operations("l", "r2", [op("a", "t2"), op("b", "t3")]) == 1
+        assert len(tx.insert_operations("l", "r1", [op("a", "t1"), op("a", "t2")])) == 2
+        assert len(tx.insert_operations("l", "r2", [op("a", "t2"), op("b", "t3")])) == 1
         rows = tx.operations_after("l", 0)
     assert [(r.server_order, r.oid, r.timestamp) for r in rows] == [
         (1, "a", "t1"),

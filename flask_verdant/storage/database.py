@@ -18,7 +18,10 @@ from .pool import ConnectionPool
 from .records import BaselineRow, OperationRow, ReplicaRecord
 from .schema import migrate
 
-_REPLICA_COLUMNS = "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen"
+_REPLICA_COLUMNS = (
+    "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen, "
+    "lastSyncTimestamp, awaitingHistory"
+)
 
 
 class Database:
@@ -187,6 +190,15 @@ class Transaction:
             (server_order, library_id, replica_id, server_order),
         )
 
+    def record_sync(
+        self, library_id: str, replica_id: str, timestamp: str, awaiting_history: bool
+    ) -> None:
+        self._db.execute(
+            """UPDATE replicas SET lastSyncTimestamp = ?, awaitingHistory = ?
+               WHERE libraryId = ? AND id = ?""",
+            (timestamp, int(awaiting_history), library_id, replica_id),
+        )
+
     def reset_replica_acks(self, library_id: str, replica_id: str) -> None:
         """The replica is about to replace its data with the server's complete state."""
         self._db.execute(
@@ -212,38 +224,61 @@ class Transaction:
 
     def insert_operations(
         self, library_id: str, replica_id: str, operations: list[dict[str, Any]]
-    ) -> int:
-        """Append new operations with fresh server orders; already-known ones are skipped.
+    ) -> list[dict[str, Any]]:
+        """Append new operations with fresh server orders and return those that were new.
 
         An operation is identified by (oid, timestamp): the timestamp carries the writer's node
-        id, so a re-sent or relayed copy is the same operation and must not be stored twice.
+        id, so a re-sent or relayed copy is the same operation and is not stored twice. One at
+        or before its document's baseline was already folded into it and is skipped too.
         """
         if not operations:
-            return 0
+            return []
         last = self.last_server_order(library_id)
-        inserted = 0
+        inserted: list[dict[str, Any]] = []
         for operation in operations:
+            oid, timestamp = operation["oid"], operation["timestamp"]
             cursor = self._db.execute(
                 """INSERT INTO operations
                        (libraryId, serverOrder, oid, timestamp, replicaId, data)
-                   VALUES (?, ?, ?, ?, ?, ?)
+                   SELECT ?, ?, ?, ?, ?, ?
+                   WHERE NOT EXISTS (
+                       SELECT 1 FROM baselines
+                       WHERE libraryId = ? AND oid = ? AND timestamp >= ?)
                    ON CONFLICT (libraryId, oid, timestamp) DO NOTHING""",
                 (
                     library_id,
-                    last + inserted + 1,
-                    operation["oid"],
-                    operation["timestamp"],
+                    last + len(inserted) + 1,
+                    oid,
+                    timestamp,
                     replica_id,
                     json_codec.dumps(operation["data"]),
+                    library_id,
+                    oid,
+                    timestamp,
                 ),
             )
-            inserted += cursor.rowcount
+            if cursor.rowcount:
+                inserted.append(operation)
         if inserted:
             self._db.execute(
                 "UPDATE libraries SET lastServerOrder = ? WHERE id = ?",
-                (last + inserted, library_id),
+                (last + len(inserted), library_id),
             )
         return inserted
+
+    def only_known_to(self, library_id: str, oid: str, replica_id: str, timestamp: str) -> bool:
+        """Whether a replica's baseline of ``oid`` at ``timestamp`` can hold nothing of others.
+
+        True when the server has no baseline of it and every stored operation on it came from
+        that replica, none at that very timestamp.
+        """
+        row = self._db.execute(
+            """SELECT EXISTS (SELECT 1 FROM baselines WHERE libraryId = ? AND oid = ?)
+                   OR EXISTS (SELECT 1 FROM operations WHERE libraryId = ? AND oid = ?
+                              AND (replicaId != ? OR timestamp = ?))""",
+            (library_id, oid, library_id, oid, replica_id, timestamp),
+        ).fetchone()
+        return not row[0]
 
     def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
         rows = self._db.execute(
@@ -413,4 +448,6 @@ def _replica(row: tuple[Any, ...]) -> ReplicaRecord:
         acked_logical_time=row[4],
         acked_server_order=int(row[5]),
         last_seen_ms=row[6],
+        last_sync_timestamp=row[7],
+        awaiting_history=bool(row[8]),
     )

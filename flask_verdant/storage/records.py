@@ -17,6 +17,8 @@ class ReplicaRecord:
     acked_logical_time: str | None
     acked_server_order: int
     last_seen_ms: int | None
+    last_sync_timestamp: str | None = None
+    awaiting_history: bool = False
 
 
 @dataclass(frozen=True)
