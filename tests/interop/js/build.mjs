@@ -3,7 +3,7 @@
 //   node tests/interop/js/build.mjs 3.2.1      -> only that one
 // The driver imports 'verdant-store'; each bundle aliases it to one installed package.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,13 +36,15 @@ for (const version of versions) {
   const actual = installedVersion(pkg);
   if (actual !== version) throw new Error(`${pkg} is ${actual}, expected ${version}`);
   const outfile = join(here, 'build', `driver-${version}.mjs`);
+  // build beside it and rename, so a concurrent test session never loads a half-written bundle
+  const tmpfile = `${outfile}.${process.pid}.tmp`;
   await build({
     entryPoints: [join(here, 'driver.mjs')],
     bundle: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    outfile,
+    outfile: tmpfile,
     alias: { 'verdant-store': pkg },
     external: ['bufferutil', 'utf-8-validate'],
     banner: {
@@ -54,5 +56,6 @@ for (const version of versions) {
     },
     logLevel: 'warning',
   });
+  renameSync(tmpfile, outfile);
   console.log(`built ${outfile} (${pkg}@${actual})`);
 }
