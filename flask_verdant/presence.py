@@ -4,9 +4,11 @@ Keying by replica (not by user, as the reference does) lets a user with two devi
 while one of them leaves, and makes "this user's last replica went" exact, so exactly one
 ``presence-offline`` is produced per departure.
 
-A replica's entry may be owned by the websocket it last spoke on. Closing that socket removes
-what it owns, but not an entry the replica has since refreshed over a newer socket or HTTP: a
-client reconnects at once, often before the server notices that the old socket died.
+A replica's entry may be owned by the websocket it last spoke on. Such an entry does not expire:
+the socket is the proof of life (the server pings it, and a socket that stops answering is
+closed), and realtime clients only speak every 15 s. Closing the socket removes what it owns, but
+not an entry the replica has since refreshed over a newer socket or HTTP: a client reconnects at
+once, often before the server notices that the old socket died.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class _ReplicaPresence:
     updated_at: float
     expires_at: float
     owner: object | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.owner is None and self.expires_at <= now
 
     def user_info(self) -> dict[str, Any]:
         return {
@@ -115,16 +120,16 @@ class PresenceRegistry:
             return [
                 library_id
                 for library_id, replicas in self._libraries.items()
-                if any(entry.expires_at <= now for entry in replicas.values())
+                if any(entry.expired(now) for entry in replicas.values())
             ]
 
     def expire(self, library_id: str, now: float) -> list[Departure]:
-        """Drop a library's replicas whose keepalive ran out; report the users that left."""
+        """Drop a library's unowned replicas whose keepalive ran out; report who left."""
         with self._lock:
             expired = [
                 replica_id
                 for replica_id, entry in self._libraries.get(library_id, {}).items()
-                if entry.expires_at <= now
+                if entry.expired(now)
             ]
             departures = [self._remove(library_id, replica_id) for replica_id in expired]
         return [departure for departure in departures if departure is not None]

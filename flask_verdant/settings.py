@@ -22,7 +22,8 @@ class Settings:
     compaction_delay_seconds: float = 0.2
     compaction_batch_size: int = 2000
     long_poll_max_seconds: float = 25.0
-    websocket_ping_seconds: float = 25.0
+    # Half the presence keepalive: a half-open socket is found and leaves within 30 s.
+    websocket_ping_seconds: float = 15.0
     websocket_queue_size: int = 1024
 
     @classmethod

@@ -63,6 +63,16 @@ def test_a_closed_connection_releases_only_what_it_still_owns() -> None:
     assert registry.release("lib", new_socket) == [Departure("lib", "r2", "bob")]
 
 
+def test_a_replica_on_a_socket_stays_until_the_socket_closes() -> None:
+    socket = object()
+    registry = registry_with(("lib", "r1", "alice"), now=0)
+    registry.claim("lib", "r1", socket)
+    assert registry.expired_libraries(now=1000) == []
+    assert registry.expire("lib", now=1000) == []
+    registry.claim("lib", "r1", None)  # it went on over HTTP: the keepalive applies again
+    assert registry.expire("lib", now=1000) == [Departure("lib", "r1", "alice")]
+
+
 @pytest.fixture
 def quick_app(make_app: Callable[..., Flask]) -> Flask:
     return make_app({"VERDANT_PRESENCE_KEEPALIVE_SECONDS": 0.3})
