@@ -160,11 +160,17 @@ def _too_large(limit: int) -> VerdantError:
     return VerdantError(ErrorCode.TOO_LARGE, f"The body is larger than {limit} bytes")
 
 
-def error_response(error: VerdantError) -> Response:
+def error_response(error: VerdantError, *, quiet: bool = False) -> Response:
+    """The JSON error answer; ``quiet`` logs a refusal at debug level (for repeats)."""
     if error.http_status >= 500:
         logger.error("Sync error %s: %s", int(error.code), error.message)
     else:
-        logger.warning("Refused sync request (%s): %s", int(error.code), error.message)
+        logger.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "Refused sync request (%s): %s",
+            int(error.code),
+            error.message,
+        )
     return Response(
         json_codec.dumps(error.to_json()), status=error.http_status, mimetype="application/json"
     )

@@ -16,10 +16,13 @@ the rules live in the engine. What it adds is what a long-lived socket needs:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import socket
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -45,7 +48,12 @@ _VIEW = "sync_socket"
 
 def register(blueprint: Blueprint) -> None:
     """Add the websocket route at the blueprint's sync path, next to the HTTP ``POST``."""
-    blueprint.before_request(_authenticate_upgrade)
+    throttle = RefusalThrottle()
+
+    def authenticate_upgrade() -> Response | None:
+        return _authenticate_upgrade(throttle)
+
+    blueprint.before_request(authenticate_upgrade)
     Sock().route("", bp=blueprint, strict_slashes=False)(sync_socket)
 
 
@@ -67,15 +75,19 @@ def configure(config: MutableMapping[str, Any], settings: Settings) -> None:
     config["SOCK_SERVER_OPTIONS"] = options
 
 
-def _authenticate_upgrade() -> Response | None:
+def _authenticate_upgrade(throttle: RefusalThrottle) -> Response | None:
     """Refuse a bad token with a 401 before flask-sock completes the handshake."""
     if request.endpoint != f"{request.blueprint}.{_VIEW}":
         return None
     server: SyncServer = current_app.extensions["verdant"]
+    token = request_token(request)
     try:
-        g.verdant_sender = server.authenticate(request_token(request))
+        g.verdant_sender = server.authenticate(token)
     except VerdantError as error:
-        return error_response(error)
+        repeated = throttle.refused(token or "")
+        if repeated:
+            time.sleep(throttle.delay)
+        return error_response(error, quiet=repeated)
     # No permessage-deflate, as in the reference server: it would cost a compressor per socket
     # for every connection. simple_websocket accepts whatever the handshake offers.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
@@ -142,6 +154,34 @@ def _handle_frame(
 
 def _who(sender: TokenInfo) -> str:
     return f"user {sender.user_id!r} in library {sender.library_id!r}"
+
+
+class RefusalThrottle:
+    """Slows down clients that retry a refused token in a loop.
+
+    Store 3.x clients reconnect with no delay and never refresh a token (spec 2.6, 3.7), so one
+    expired token would cost hundreds of refused upgrades a second, for as long as the tab stays
+    open. The first refusal of a token is answered at once; a repeat within ``window`` seconds
+    waits ``delay`` seconds first (a parked greenlet under gevent), about one attempt a second.
+    """
+
+    def __init__(self, delay: float = 1.0, window: float = 10.0, size: int = 4096) -> None:
+        self.delay = delay
+        self._window = window
+        self._size = size
+        self._lock = threading.Lock()
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def refused(self, token: str) -> bool:
+        """Record a refusal; say whether the same token was refused within the window."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            previous = self._last.pop(key, None)
+            self._last[key] = now
+            while len(self._last) > self._size:
+                self._last.popitem(last=False)
+        return previous is not None and now - previous < self._window
 
 
 class SocketConnection:

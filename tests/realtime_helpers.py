@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,13 +105,6 @@ class Socket:
         while not received or received[-1]["type"] != kind:
             received.append(self.receive(max(0.01, deadline - time.monotonic())))
         return received
-
-    def nothing_within(self, seconds: float) -> bool:
-        try:
-            message = self.receive(seconds)
-        except (websocket.WebSocketTimeoutException, socket.timeout):
-            return True
-        raise AssertionError(f"unexpected message {message!r}")
 
     def close_code(self, timeout: float = 5.0) -> int | None:
         """Read until the server closes; return its close code."""

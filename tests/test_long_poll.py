@@ -1,4 +1,4 @@
-"""Long-poll: ``Prefer: wait=<n>`` holds a sync POST until someone else's broadcast or the wait ends."""
+"""Long-poll: ``Prefer: wait=<n>`` holds a sync POST until another client's broadcast or timeout."""
 
 from __future__ import annotations
 

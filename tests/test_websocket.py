@@ -135,6 +135,19 @@ def test_a_bad_token_is_refused_with_401_before_the_upgrade(
     assert sync_server(app).hub.connections("lib") == []
 
 
+def test_a_client_retrying_a_refused_token_is_slowed_down(live: Live) -> None:
+    app, address = live
+    expired = client(live, "alice", expires_in=timedelta(seconds=-5)).token
+    timings = []
+    for token in (expired, expired, "garbage"):
+        started = time.monotonic()
+        assert _upgrade(address, token).status_code == 401
+        timings.append(time.monotonic() - started)
+    first, repeat, other = timings
+    assert first < 0.5 and other < 0.5
+    assert repeat >= 0.9
+
+
 def test_a_plain_get_of_the_sync_path_is_a_client_error(live: Live) -> None:
     assert 400 <= requests.get(f"http://{live[1]}/sync", timeout=5).status_code < 500
 
