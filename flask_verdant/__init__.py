@@ -2,10 +2,14 @@
 
 from .errors import ErrorCode, VerdantError
 from .extension import Verdant
+from .files import FileInfo, FileStorage, LocalFileStorage
 from .tokens import ReplicaType, TokenInfo, TokenProvider
 
 __all__ = [
     "ErrorCode",
+    "FileInfo",
+    "FileStorage",
+    "LocalFileStorage",
     "ReplicaType",
     "TokenInfo",
     "TokenProvider",

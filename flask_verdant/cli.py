@@ -8,6 +8,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .files.cli import files_cli
+
 verdant_cli = AppGroup("verdant", help="Manage Verdant sync libraries.")
 
 
@@ -44,3 +46,6 @@ def compact_command(library_id: str) -> None:
     )
     for oid in result.quarantined:
         click.echo(f"Quarantined {oid}: one of its operations cannot be applied", err=True)
+
+
+verdant_cli.add_command(files_cli)
