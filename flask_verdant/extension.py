@@ -8,6 +8,8 @@ from flask import Blueprint, Flask, current_app
 
 from . import websocket_transport
 from .cli import verdant_cli
+from .files import FileStorage
+from .files.views import register_file_routes
 from .http_transport import sync_view
 from .oids import create_oid
 from .profiles import ProfileLoader
@@ -32,7 +34,7 @@ class Verdant:
         url_prefix: str | None = None,
         replica_truancy_minutes: float | None = None,
         disable_rebasing: bool | None = None,
-        file_storage: Any = None,
+        file_storage: FileStorage | None = None,
     ) -> None:
         self._arguments: dict[str, Any] = {
             "database_file": database_file,
@@ -51,10 +53,13 @@ class Verdant:
             raise RuntimeError("flask-verdant is already set up on this app")
         settings = Settings.resolve(app.config, self._arguments)
         profiles = self._profiles or app.config.get("VERDANT_PROFILES")
-        server = SyncServer(settings, profiles)
+        file_storage = self._file_storage or app.config.get("VERDANT_FILE_STORAGE")
+        server = SyncServer(settings, profiles, file_storage)
         app.extensions["verdant"] = server
+        app.before_request(server.files.sweeper.ensure_started)
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
+        register_file_routes(blueprint)
         websocket_transport.register(blueprint)
         websocket_transport.configure(app.config, settings)
         app.register_blueprint(blueprint)

@@ -8,6 +8,8 @@ from typing import Any
 
 from .compaction import CompactionResult
 from .engine import EngineSettings, SyncEngine
+from .files import FileStorage
+from .files.service import FileService
 from .hub import Connection, Hub
 from .locks import LibraryLocks
 from .messages import AckMessage, ClientMessage, OpMessage, SyncMessage
@@ -25,9 +27,21 @@ logger = logging.getLogger("flask_verdant")
 class SyncServer:
     """Everything one app's sync endpoint shares; lives in ``app.extensions["verdant"]``."""
 
-    def __init__(self, settings: Settings, profiles: ProfileLoader | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        profiles: ProfileLoader | None,
+        file_storage: FileStorage | None = None,
+    ) -> None:
         self.settings = settings
         self.database = Database(settings.database_file, pool_size=settings.pool_size)
+        self.files = FileService(
+            self.database,
+            file_storage,
+            max_bytes=settings.max_file_bytes,
+            delete_after_seconds=settings.file_delete_after,
+            sweep_interval_seconds=settings.file_sweep_interval,
+        )
         self.presence = PresenceRegistry(settings.presence_keepalive_seconds)
         self.profiles = ProfileCache(profiles)
         self.hub = Hub()
@@ -124,6 +138,7 @@ class SyncServer:
     def evict_library(self, library_id: str) -> None:
         with self.locks.hold(library_id):
             self.engine.evict_library(library_id)
+        self.files.evict(library_id)
         logger.info("Evicted library %s", library_id)
 
     def evict_user(self, library_id: str, user_id: str) -> int:
@@ -135,12 +150,13 @@ class SyncServer:
 
     def describe_file(self, library_id: str, file_id: str) -> dict[str, Any] | None:
         """A file ref as the host sees it: ``{id, url, name, type}``, or None if unknown."""
-        return None
+        return self.files.describe(library_id, file_id)
 
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
 
     def close(self) -> None:
+        self.files.close()
         self.sweeper.stop()
         self.compactions.cancel()
         self.database.close()

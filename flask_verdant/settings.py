@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 DEFAULT_TRUANCY_MINUTES = 60 * 24 * 14
@@ -25,6 +26,9 @@ class Settings:
     # Half the presence keepalive: a half-open socket is found and leaves within 30 s.
     websocket_ping_seconds: float = 15.0
     websocket_queue_size: int = 1024
+    max_file_bytes: int = 100 * 1024 * 1024
+    file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
+    file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -73,4 +77,12 @@ class Settings:
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)
             ),
             websocket_queue_size=int(pick("websocket_queue_size", cls.websocket_queue_size)),
+            max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
+            file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
+            file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
         )
+
+
+def _seconds(value: Any) -> float:
+    """Durations may be configured as a ``timedelta`` or a number of seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

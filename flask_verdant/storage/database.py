@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import json_codec
+from ..files.records import FileInfo
 from ..tokens import ReplicaType
 from .pool import ConnectionPool
 from .records import BaselineRow, OperationRow, ReplicaRecord
@@ -437,6 +438,124 @@ class Transaction:
             (library_id,),
         ).fetchall()
         return {row[0]: {"timestamp": row[1], "error": row[2]} for row in rows}
+
+    # files: upload metadata and the pending-deletion lifecycle (flask_verdant.files)
+
+    def get_file(self, library_id: str, file_id: str) -> FileInfo | None:
+        row = self._db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE libraryId = ? AND fileId = ?",
+            (library_id, file_id),
+        ).fetchone()
+        return _file(row) if row else None
+
+    def get_file_by_upload(self, upload_id: str) -> FileInfo | None:
+        row = self._db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE uploadId = ?", (upload_id,)
+        ).fetchone()
+        return _file(row) if row else None
+
+    def put_file(self, info: FileInfo) -> FileInfo | None:
+        """Record an upload whose bytes are stored; returns the upload it replaces.
+
+        A (re-)upload is a reference coming back, so it cancels a pending deletion.
+        """
+        previous = self.get_file(info.library_id, info.file_id)
+        self._db.execute(
+            f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+            (
+                info.library_id,
+                info.file_id,
+                info.upload_id,
+                info.name,
+                info.type,
+                info.size,
+                info.uploaded_at_ms,
+            ),
+        )
+        return previous
+
+    def restore_file(self, info: FileInfo) -> None:
+        """Put back a row a sweep claimed but could not delete, unless the file came back."""
+        self._db.execute(
+            f"INSERT OR IGNORE INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                info.library_id,
+                info.file_id,
+                info.upload_id,
+                info.name,
+                info.type,
+                info.size,
+                info.uploaded_at_ms,
+                info.pending_delete_at_ms,
+            ),
+        )
+
+    def mark_files_unreferenced(
+        self, library_id: str, file_ids: Iterable[str], now_ms: int
+    ) -> None:
+        """No document refers to these files any more: start their grace period.
+
+        Unknown ids are ignored (the upload may come later, or the file lives elsewhere), and
+        a file already pending keeps its earlier start.
+        """
+        self._db.executemany(
+            """UPDATE files SET pendingDeleteAt = ?
+               WHERE libraryId = ? AND fileId = ? AND pendingDeleteAt IS NULL""",
+            [(now_ms, library_id, file_id) for file_id in file_ids],
+        )
+
+    def mark_files_referenced(self, library_id: str, file_ids: Iterable[str]) -> None:
+        """A document refers to these files again (an undo, a restored list item): keep them."""
+        self._db.executemany(
+            """UPDATE files SET pendingDeleteAt = NULL
+               WHERE libraryId = ? AND fileId = ? AND pendingDeleteAt IS NOT NULL""",
+            [(library_id, file_id) for file_id in file_ids],
+        )
+
+    def files_pending_deletion(self, due_ms: int, limit: int) -> list[FileInfo]:
+        """Files of every library whose grace period started at or before ``due_ms``."""
+        rows = self._db.execute(
+            f"""SELECT {_FILE_COLUMNS} FROM files
+                WHERE pendingDeleteAt IS NOT NULL AND pendingDeleteAt <= ?
+                ORDER BY pendingDeleteAt LIMIT ?""",
+            (due_ms, limit),
+        ).fetchall()
+        return [_file(row) for row in rows]
+
+    def claim_file_deletion(self, info: FileInfo, due_ms: int) -> bool:
+        """Remove the row if it is still that upload and still due; True if it was."""
+        cursor = self._db.execute(
+            """DELETE FROM files
+               WHERE libraryId = ? AND fileId = ? AND uploadId = ?
+                 AND pendingDeleteAt IS NOT NULL AND pendingDeleteAt <= ?""",
+            (info.library_id, info.file_id, info.upload_id, due_ms),
+        )
+        return cursor.rowcount == 1
+
+    def delete_library_files(self, library_id: str) -> list[FileInfo]:
+        """Remove every file row of the library; returns them so their bytes can go too."""
+        rows = self._db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE libraryId = ? ORDER BY fileId",
+            (library_id,),
+        ).fetchall()
+        self._db.execute("DELETE FROM files WHERE libraryId = ?", (library_id,))
+        return [_file(row) for row in rows]
+
+
+_FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
+
+
+def _file(row: tuple[Any, ...]) -> FileInfo:
+    return FileInfo(
+        library_id=row[0],
+        file_id=row[1],
+        upload_id=row[2],
+        name=row[3],
+        type=row[4],
+        size=int(row[5]),
+        uploaded_at_ms=int(row[6]),
+        pending_delete_at_ms=row[7],
+    )
 
 
 def _replica(row: tuple[Any, ...]) -> ReplicaRecord:

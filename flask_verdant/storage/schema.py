@@ -65,6 +65,24 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE replicas ADD COLUMN lastSyncTimestamp TEXT",
         "ALTER TABLE replicas ADD COLUMN awaitingHistory INTEGER NOT NULL DEFAULT 0",
     ],
+    # 4: uploaded files. Each upload has its own random uploadId (part of its storage location
+    #    and download URL); pendingDeleteAt is set while no document references the file.
+    [
+        """CREATE TABLE files (
+            libraryId TEXT NOT NULL,
+            fileId TEXT NOT NULL,
+            uploadId TEXT NOT NULL,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            uploadedAt INTEGER NOT NULL,
+            pendingDeleteAt INTEGER,
+            PRIMARY KEY (libraryId, fileId)
+        ) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX files_by_upload ON files (uploadId)",
+        """CREATE INDEX files_pending_delete ON files (pendingDeleteAt)
+           WHERE pendingDeleteAt IS NOT NULL""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
