@@ -12,6 +12,7 @@ pass is one transaction over a bounded batch, so a crash leaves history as it wa
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -91,9 +92,25 @@ def _fold_document(
     tx.delete_operations(library_id, [operation.server_order for operation in operations])
     result.folded_operations += len(operations)
     result.documents.append(oid)
-    result.dropped_file_ids.extend(
-        str(ref["id"]) for ref in dropped_refs if is_file_ref(ref) and isinstance(ref, dict)
-    )
+    # A file the document still holds was perhaps dropped and brought back (an undo).
+    held = _file_ids(_members(stored))
+    dropped = set(_file_ids(dropped_refs)) - set(held)
+    tx.mark_files_referenced(library_id, held)
+    tx.mark_files_unreferenced(library_id, sorted(dropped), now_ms)
+    result.dropped_file_ids.extend(sorted(dropped))
+
+
+def _members(snapshot: JSValue) -> list[JSValue]:
+    if isinstance(snapshot, dict):
+        return list(snapshot.values())
+    if isinstance(snapshot, list):
+        return list(snapshot)
+    return []
+
+
+def _file_ids(values: Iterable[JSValue]) -> list[str]:
+    """Ids of the file refs among ``values`` (snapshots hold file refs inline, one level)."""
+    return [str(value["id"]) for value in values if is_file_ref(value) and isinstance(value, dict)]
 
 
 def to_stored_snapshot(snapshot: JSValue) -> JSValue:
