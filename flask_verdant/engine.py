@@ -113,11 +113,14 @@ class SyncEngine:
     ) -> list[Envelope]:
         library_id = sender.library_id
         can_write = sender.type.can_write
+        known = tx.get_replica(library_id, m.replica_id)
+        if pull and known and known.awaiting_history and m.since_is_null and can_write:
+            # Checked before resyncAll: the client may answer before it has stored the
+            # acknowledgement of its first sync, and then still claims to know nothing.
+            return self._merge_full_history(tx, sender, known, m, now)
         if m.resync_all:
             tx.delete_replica(library_id, m.replica_id)
         replica, status = self._get_or_create_replica(tx, sender, m.replica_id, now)
-        if pull and replica.awaiting_history and m.since_is_null and can_write:
-            return self._merge_full_history(tx, sender, replica, m, now)
         changes_since = replica.acked_logical_time if status == "existing" else None
         empty_library = changes_since is None and tx.is_library_empty(library_id)
         overwrite = (m.resync_all or status != "existing") and not empty_library
@@ -125,8 +128,7 @@ class SyncEngine:
             return [Reply({"type": "need-since", "since": None})]
         if not empty_library and m.since_is_null:
             overwrite = True
-        carries_data = bool(m.operations or m.baselines)
-        if not can_write and carries_data and not empty_library:
+        if not can_write and (m.operations or m.baselines) and not empty_library:
             # A read-only replica cannot contribute; make it mirror the server instead.
             overwrite = True
 
@@ -151,13 +153,10 @@ class SyncEngine:
 
         envelopes: list[Envelope] = []
         if stores:
-            tx.upsert_baselines(library_id, m.baselines)
-            tx.insert_operations(library_id, m.replica_id, m.operations)
+            inserted = self._store_history(tx, library_id, m)
             tx.advance_acked_logical_time(library_id, m.replica_id, acked_timestamp)
-            if carries_data:
-                envelopes.append(
-                    self._relay(tx, library_id, m.replica_id, m.operations, m.baselines, now)
-                )
+            if inserted:
+                envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
         envelopes.append(
             self._sync_response(
                 tx, library_id, operations, baselines, overwrite, acked_timestamp, now
@@ -175,16 +174,33 @@ class SyncEngine:
         m: SyncMessage,
         now: float,
     ) -> list[Envelope]:
-        """Pull rule R2: take the full history a new pull replica sends after R1, merging it.
-
-        Known operations are skipped (R7). The replica's baselines may hold edits the client
-        folded before it ever reached the server; a baseline of a document nobody else has
-        touched is kept as an ``initialize`` at its timestamp, so every replica receives it
-        through the operation history.
-        """
+        """Pull rule R2: take the full history a new pull replica sends after R1, merging it."""
         library_id = sender.library_id
         operations = tx.operations_after(library_id, replica.acked_server_order)
         baselines = tx.baselines_after(library_id, replica.acked_logical_time)
+        inserted = self._store_history(tx, library_id, m)
+        tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
+        tx.record_sync(library_id, m.replica_id, m.timestamp, False)
+        envelopes: list[Envelope] = []
+        if inserted:
+            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+        envelopes.append(
+            self._sync_response(tx, library_id, operations, baselines, False, m.timestamp, now)
+        )
+        return envelopes
+
+    def _store_history(
+        self, tx: Transaction, library_id: str, m: SyncMessage
+    ) -> list[dict[str, Any]]:
+        """Store a sync's operations and baselines as operations; return the new ones.
+
+        A client's baseline holds edits it folded locally, perhaps before they ever reached the
+        server, under an old timestamp. Stored as a baseline, replicas that already synced past
+        that timestamp would never receive it; stored as an ``initialize`` at its timestamp,
+        every replica receives it through the operation history, in time order. Only baselines
+        of documents nobody else has written are taken, so a stale copy never wins over others'
+        edits. Known operations are skipped (R7).
+        """
         adopted = [
             {
                 "oid": baseline["oid"],
@@ -195,16 +211,7 @@ class SyncEngine:
             if baseline.get("snapshot") is not None
             and tx.only_known_to(library_id, baseline["oid"], m.replica_id, baseline["timestamp"])
         ]
-        inserted = tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
-        tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
-        tx.record_sync(library_id, m.replica_id, m.timestamp, False)
-        envelopes: list[Envelope] = []
-        if inserted:
-            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, [], now))
-        envelopes.append(
-            self._sync_response(tx, library_id, operations, baselines, False, m.timestamp, now)
-        )
-        return envelopes
+        return tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
 
     def _relay(
         self,
@@ -212,16 +219,15 @@ class SyncEngine:
         library_id: str,
         replica_id: str,
         operations: list[dict[str, Any]],
-        baselines: list[dict[str, Any]],
         now: float,
     ) -> Broadcast:
-        """``op-re`` to the library's other connections, with data as the sender sent it."""
+        """``op-re`` to the library's other connections: the operations that were new."""
         return Broadcast(
             _omit_none(
                 {
                     "type": "op-re",
                     "operations": operations,
-                    "baselines": baselines,
+                    "baselines": [],
                     "replicaId": replica_id,
                     "globalAckTimestamp": self._global_ack(tx, library_id, now),
                 }
@@ -275,10 +281,15 @@ class SyncEngine:
         if not sender.type.can_write:
             return [Reply({"type": "forbidden"})]
         library_id = sender.library_id
+        if tx.get_replica(library_id, m.replica_id) is None:
+            # Clients sync before they send operations, so the server has lost this replica
+            # (an eviction, possibly while this request was in flight). Storing the operations
+            # would leave a fragment that blocks the library's restoration; ask for everything.
+            return [Reply({"type": "need-since", "since": None})]
         inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
         envelopes: list[Envelope] = []
         if inserted:
-            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, [], now))
+            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
         if pull:
             # Pull rules R3 and R4: a pull client would take a server-ack as proof that edits
             # it silently dropped were synced, and must not be counted past what R5 acknowledged.

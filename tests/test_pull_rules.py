@@ -93,13 +93,32 @@ def test_pull_sync_is_acknowledged_one_poll_behind(replica: Replica, app: Flask)
     assert record["ackedLogicalTime"] == second["timestamp"], "the global ack follows R5"
 
 
-def test_operations_folded_into_a_baseline_are_not_stored_again(
-    replica: Replica, app: Flask
-) -> None:
-    alice = replica("alice")
-    late = alice.operation("items/a", {"op": "set", "name": "n", "value": 1})
-    baseline = {"oid": "items/a", "snapshot": {"id": "a", "n": 1}, "timestamp": alice.clock.now()}
-    alice.sync(baselines=[baseline])
-    alice.op(late)
+def test_a_baseline_reaches_replicas_that_synced_past_its_timestamp(replica: Replica) -> None:
+    reader, writer = replica("reader"), replica("writer")
+    folded_long_ago = {
+        "oid": "items/old",
+        "snapshot": {"id": "old"},
+        "timestamp": writer.clock.now(),
+    }
+    reader.sync()
+    reader.sync(since="x", resync_all=False)
+    writer.sync(baselines=[folded_long_ago])
+    (response,) = of_type(reader.sync(since="x", resync_all=False), "sync-resp")
+    assert [op["oid"] for op in response["operations"]] == ["items/old"]
+
+
+def test_a_resent_folded_operation_is_not_applied_twice(replica: Replica, app: Flask) -> None:
+    alice, bob = replica("alice"), replica("bob")
+    push = alice.operation("items/a:list", {"op": "list-push", "value": "once"})
+    alice.sync(operations=[init(alice, "items/a:list", []), push])
+    bob.sync()
+    for client in (alice, bob, alice, bob):
+        (response,) = of_type(client.sync(since="x", resync_all=False), "sync-resp")
+        if "ackThisNonce" in response:
+            client.ack(nonce=response["ackThisNonce"])
+        client.ack(timestamp=client.clock.now())
+    server = app.extensions["verdant"]
+    assert server.compact("lib").folded_operations == 2
+    alice.op(push)
     with app.app_context():
-        assert app.extensions["verdant"].library_info("lib")["operationsCount"] == 0
+        assert server.library_info("lib")["operationsCount"] == 0

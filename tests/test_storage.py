@@ -82,12 +82,12 @@ def test_duplicate_operations_get_no_new_server_order(database: Database) -> Non
     ]
 
 
-def test_older_client_baseline_does_not_replace_a_newer_one(database: Database) -> None:
+def test_operations_at_or_before_a_baseline_are_not_stored_again(database: Database) -> None:
     with database.write() as tx:
-        tx.upsert_baselines("l", [{"oid": "a", "snapshot": {"v": 2}, "timestamp": "t2"}])
-        tx.upsert_baselines("l", [{"oid": "a", "snapshot": {"v": 1}, "timestamp": "t1"}])
-        (baseline,) = tx.baselines_after("l", None)
-    assert baseline.snapshot == {"v": 2}
+        tx.ensure_library("l")
+        tx.replace_baseline("l", "a", {"v": 2}, "t2")
+        stored = tx.insert_operations("l", "r", [op("a", "t1"), op("a", "t2"), op("a", "t3")])
+    assert [operation["timestamp"] for operation in stored] == ["t3"]
 
 
 def test_concurrent_writers_get_distinct_contiguous_server_orders(database: Database) -> None:

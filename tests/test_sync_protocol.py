@@ -230,3 +230,15 @@ def test_evicted_library_is_restored_by_the_next_replica(replica: Replica, app: 
     newcomer = only(replica("bob").sync(), "sync-resp")
     assert newcomer["operations"] == [op]
     assert newcomer["overwriteLocalData"] is True
+
+
+def test_operations_of_a_replica_the_server_lost_are_answered_with_need_since(
+    replica: Replica, app: Flask
+) -> None:
+    alice = replica("alice")
+    alice.sync(operations=[initialize(alice, "a")])
+    with app.app_context():
+        app.extensions["verdant"].evict_library("lib")
+    late = alice.op(alice.operation("items/a", {"op": "set", "name": "x", "value": 1}))
+    assert late == [{"type": "need-since", "since": None}]
+    assert info(app)["operationsCount"] == 0, "a fragment would block the library's restoration"

@@ -359,24 +359,6 @@ class Transaction:
 
     # baselines
 
-    def upsert_baselines(self, library_id: str, baselines: list[dict[str, Any]]) -> None:
-        """Store client baselines, keeping whichever of two versions is newer."""
-        for baseline in baselines:
-            snapshot = baseline.get("snapshot")
-            self._db.execute(
-                """INSERT INTO baselines (libraryId, oid, snapshot, timestamp)
-                   VALUES (?, ?, ?, ?)
-                   ON CONFLICT (libraryId, oid) DO UPDATE
-                   SET snapshot = excluded.snapshot, timestamp = excluded.timestamp
-                   WHERE excluded.timestamp >= baselines.timestamp""",
-                (
-                    library_id,
-                    baseline["oid"],
-                    None if snapshot is None else json_codec.dumps(snapshot),
-                    baseline["timestamp"],
-                ),
-            )
-
     def baselines_after(self, library_id: str, timestamp: str | None) -> list[BaselineRow]:
         if timestamp:
             rows = self._db.execute(
