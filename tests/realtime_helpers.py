@@ -1,17 +1,24 @@
 """Serving an app on a real socket and talking to it over websockets, for the realtime tests.
 
 The Flask test client cannot upgrade to a websocket, so these tests run the app in Werkzeug's
-threaded server (the one ``flask run`` uses) inside the test process, and use websocket-client.
+threaded server (the one ``flask run`` uses) inside the test process, or the example app in a
+real gunicorn or ``flask run`` process, and use websocket-client.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import websocket
@@ -124,3 +131,76 @@ class Closed(Exception):
     def __init__(self, code: int | None) -> None:
         super().__init__(f"closed by the server with {code}")
         self.code = code
+
+
+class ServerProcess:
+    """The example app served by a real server process: gunicorn's gevent worker or ``flask run``.
+
+    ``env`` is extra environment; the example app reads ``FLASK_VERDANT_*`` from it.
+    """
+
+    def __init__(self, kind: str, workdir: Path, env: dict[str, str], *, preload: bool = False):
+        self.log_file = workdir / f"{kind}.log"
+        self.port = _free_port()
+        app = "example_app:create_app()"
+        if kind == "gunicorn":
+            command = [
+                str(Path(sys.executable).with_name("gunicorn")),
+                *("-k", "gevent", "-w", "1", "--bind", f"127.0.0.1:{self.port}"),
+                *("--graceful-timeout", "2", "--access-logfile", "-", "--error-logfile", "-"),
+                *(["--preload"] if preload else []),
+                app,
+            ]
+        else:
+            flask = str(Path(sys.executable).with_name("flask"))
+            command = [flask, "--app", app, "run", "--port", str(self.port), "--no-reload"]
+        with self.log_file.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO), **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.address = f"127.0.0.1:{self.port}"
+        try:
+            wait_for(self._ready, timeout=30, interval=0.1)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"{kind} did not start:\n{self.log()}") from None
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the server exited:\n{self.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
