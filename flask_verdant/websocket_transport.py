@@ -53,6 +53,9 @@ def register(blueprint: Blueprint) -> None:
     def authenticate_upgrade() -> Response | None:
         return _authenticate_upgrade(throttle)
 
+    def sync_socket(ws: Any) -> None:
+        _sync_socket(ws, throttle)
+
     blueprint.before_request(authenticate_upgrade)
     Sock().route("", bp=blueprint, strict_slashes=False)(sync_socket)
 
@@ -94,7 +97,7 @@ def _authenticate_upgrade(throttle: RefusalThrottle) -> Response | None:
     return None
 
 
-def sync_socket(ws: Any) -> None:
+def _sync_socket(ws: Any, throttle: RefusalThrottle) -> None:
     """One client's socket, from handshake to close."""
     server: SyncServer = current_app.extensions["verdant"]
     sender: TokenInfo = g.verdant_sender
@@ -104,14 +107,16 @@ def sync_socket(ws: Any) -> None:
     )
     server.hub.register(sender.library_id, connection)
     try:
-        _serve(server, sender, connection)
+        _serve(server, sender, connection, throttle)
     finally:
         server.hub.unregister(sender.library_id, connection)
         connection.close()
         server.disconnect(sender, connection)
 
 
-def _serve(server: SyncServer, sender: TokenInfo, connection: SocketConnection) -> None:
+def _serve(
+    server: SyncServer, sender: TokenInfo, connection: SocketConnection, throttle: RefusalThrottle
+) -> None:
     ws = connection.ws
     while True:
         try:
@@ -125,7 +130,17 @@ def _serve(server: SyncServer, sender: TokenInfo, connection: SocketConnection) 
         refusal = _handle_frame(server, sender, connection, frame)
         if refusal is not None:
             code, reason = refusal
-            logger.warning("Closing the websocket of %s (%d): %s", _who(sender), code, reason)
+            # The client reconnects at once and will likely send the same thing again.
+            repeated = throttle.refused(f"{sender.library_id}\0{sender.user_id}\0{code}")
+            if repeated:
+                time.sleep(throttle.delay)
+            logger.log(
+                logging.DEBUG if repeated else logging.WARNING,
+                "Closing the websocket of %s (%d): %s",
+                _who(sender),
+                code,
+                reason,
+            )
             with contextlib.suppress(ConnectionClosed, OSError):
                 ws.close(reason=code, message=reason)
             return
@@ -157,12 +172,14 @@ def _who(sender: TokenInfo) -> str:
 
 
 class RefusalThrottle:
-    """Slows down clients that retry a refused token in a loop.
+    """Slows down clients that retry a refused token, or a refused frame, in a loop.
 
     Store 3.x clients reconnect with no delay and never refresh a token (spec 2.6, 3.7), so one
     expired token would cost hundreds of refused upgrades a second, for as long as the tab stays
-    open. The first refusal of a token is answered at once; a repeat within ``window`` seconds
-    waits ``delay`` seconds first (a parked greenlet under gevent), about one attempt a second.
+    open; a client whose replica belongs to another user (say, a second user signed in on the
+    same browser) would be closed just as often. The first refusal is answered at once; a repeat
+    of the same key within ``window`` seconds waits ``delay`` seconds first (a parked greenlet
+    under gevent), about one attempt a second.
     """
 
     def __init__(self, delay: float = 1.0, window: float = 10.0, size: int = 4096) -> None:
@@ -172,13 +189,13 @@ class RefusalThrottle:
         self._lock = threading.Lock()
         self._last: OrderedDict[str, float] = OrderedDict()
 
-    def refused(self, token: str) -> bool:
-        """Record a refusal; say whether the same token was refused within the window."""
-        key = hashlib.sha256(token.encode()).hexdigest()
+    def refused(self, key: str) -> bool:
+        """Record a refusal; say whether the same key (a token, a user) was refused recently."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
-            previous = self._last.pop(key, None)
-            self._last[key] = now
+            previous = self._last.pop(digest, None)
+            self._last[digest] = now
             while len(self._last) > self._size:
                 self._last.popitem(last=False)
         return previous is not None and now - previous < self._window

@@ -254,6 +254,21 @@ def test_a_replica_of_another_user_closes_with_1008(harness: Harness, live: Live
     assert heartbeat(a, alice) == [{"type": "heartbeat-response"}]
 
 
+def test_a_client_that_reconnects_to_repeat_a_refused_frame_is_slowed_down(
+    harness: Harness, live: Live
+) -> None:
+    alice, mallory = client(live, "alice"), client(live, "mallory")
+    join(harness.connect(live, alice), alice)
+    timings = []
+    for _ in range(2):
+        m = harness.connect(live, mallory)
+        started = time.monotonic()
+        m.send({**mallory.sync_message(), "replicaId": alice.replica_id})
+        assert m.close_code() == 1008
+        timings.append(time.monotonic() - started)
+    assert timings[0] < 0.5 and timings[1] >= 0.9
+
+
 # -- presence when sockets close ----------------------------------------------------------------
 
 
