@@ -125,8 +125,6 @@ def _serve(
             if getattr(ws, "incoming_message_len", 0) > server.settings.max_message_bytes:
                 logger.warning("Closed the websocket of %s: frame too large", _who(sender))
             return
-        if frame is None:
-            continue
         refusal = _handle_frame(server, sender, connection, frame)
         if refusal is not None:
             code, reason = refusal
