@@ -8,7 +8,10 @@ It uses only flask-verdant's public API. Configuration comes from the environmen
 
 - ``VERDANT_DATABASE_FILE``: the sqlite file (required);
 - ``VERDANT_TOKEN_SECRET``: the token secret (default ``interop-secret``);
-- ``VERDANT_PRESENCE_KEEPALIVE_SECONDS``: optional, so presence tests can shorten the keepalive.
+- ``VERDANT_PRESENCE_KEEPALIVE_SECONDS``: optional, so presence tests can shorten the keepalive;
+- ``VERDANT_FILE_ROOT``: optional, a directory for ``LocalFileStorage`` (no file storage without);
+  ``VERDANT_MAX_FILE_BYTES``, ``VERDANT_FILE_DELETE_AFTER`` and ``VERDANT_FILE_SWEEP_INTERVAL``
+  are passed on to the config, so file tests can shorten the lifecycle.
 
 Routes besides the sync endpoint mounted by the extension at ``/sync``:
 
@@ -25,7 +28,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from flask_verdant import TokenProvider, Verdant
+from flask_verdant import LocalFileStorage, TokenProvider, Verdant
 
 DEFAULT_SECRET = "interop-secret"
 
@@ -45,11 +48,20 @@ def create_app() -> Flask:
     if "VERDANT_PRESENCE_KEEPALIVE_SECONDS" in os.environ:
         keepalive = float(os.environ["VERDANT_PRESENCE_KEEPALIVE_SECONDS"])
         app.config["VERDANT_PRESENCE_KEEPALIVE_SECONDS"] = keepalive
+    for key in (
+        "VERDANT_MAX_FILE_BYTES",
+        "VERDANT_FILE_DELETE_AFTER",
+        "VERDANT_FILE_SWEEP_INTERVAL",
+    ):
+        if key in os.environ:
+            app.config[key] = os.environ[key]
+    file_root = os.environ.get("VERDANT_FILE_ROOT")
     verdant = Verdant(
         app,
         database_file=database_file,
         token_secret=secret,
         profiles=load_profile,
+        file_storage=LocalFileStorage(file_root) if file_root else None,
     )
     tokens = TokenProvider(secret=secret)
 

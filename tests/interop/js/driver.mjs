@@ -44,7 +44,19 @@ const itemSchema = schema.collection({
     }),
   },
 });
-const appSchema = schema({ version: 1, collections: { items: itemSchema } });
+// Files (tests/interop/test_files.py): a separate collection, so `items` documents stay as they are.
+const attachmentSchema = schema.collection({
+  name: 'attachment',
+  primaryKey: 'id',
+  fields: {
+    id: schema.fields.string({ default: () => crypto.randomUUID() }),
+    file: schema.fields.file({ nullable: true }),
+  },
+});
+const appSchema = schema({
+  version: 1,
+  collections: { items: itemSchema, attachments: attachmentSchema },
+});
 const migrations = [createMigration(appSchema)];
 
 // ---------------------------------------------------------------------------------------------
@@ -233,6 +245,11 @@ function sortById(docs) {
   return docs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
+function toFile(spec) {
+  if (!spec) return null;
+  return new File([Buffer.from(spec.base64, 'base64')], spec.name, { type: spec.type });
+}
+
 function plain(value) {
   return value === undefined ? null : JSON.parse(JSON.stringify(value));
 }
@@ -388,6 +405,41 @@ const commands = {
     const query = client.items.findAll();
     const entities = await query.resolved;
     return sortById(entities.map((entity) => plain(entity.getSnapshot())));
+  },
+
+  // Files: `file` is {name, type, base64} (a File the client uploads) or null (removes it).
+  async put_attachment({ name, id, file }) {
+    const { client } = getClient(name);
+    const entity = await client.attachments.put({ id, file: toFile(file) });
+    return entity.get('id');
+  },
+
+  async set_attachment_file({ name, id, file }) {
+    const { client } = getClient(name);
+    const entity = await client.attachments.get(id).resolved;
+    if (!entity) throw new Error(`no attachment with id ${JSON.stringify(id)}`);
+    entity.set('file', toFile(file));
+    return null;
+  },
+
+  // What the client knows of an attachment's file; with `download`, the bytes at its URL too.
+  async attachment_file({ name, id, download = false }) {
+    const { client } = getClient(name);
+    const entity = await client.attachments.get(id).resolved;
+    if (!entity) return null;
+    const file = entity.get('file');
+    if (!file) return { id: null };
+    const result = {
+      id: file.id, url: file.url, name: file.name, type: file.type,
+      loading: file.loading, failed: file.failed,
+    };
+    if (download && file.url && file.url.startsWith('http')) {
+      const response = await fetch(file.url);
+      result.status = response.status;
+      result.contentType = response.headers.get('content-type');
+      result.base64 = Buffer.from(await response.arrayBuffer()).toString('base64');
+    }
+    return result;
   },
 
   async status({ name }) {
