@@ -16,9 +16,10 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from flask_verdant import FileInfo, LocalFileStorage, ReplicaType, TokenProvider
+from flask_verdant import FileInfo, LocalFileStorage, ReplicaType, TokenProvider, Verdant
 from flask_verdant.files import ReadableStream
 from flask_verdant.storage import Transaction
+from flask_verdant.testing import VerdantTestClient
 
 from .helpers import SECRET, dump_database
 
@@ -552,3 +553,25 @@ def test_metadata_is_written_only_after_the_bytes_are_durable(
     assert "fsync" in events[2:-1]  # the directory entries after the rename
     assert events[-1] == "rows during put: 0"
     assert len(file_rows(database_file)) == 1
+
+
+def test_document_snapshots_describe_files(files_app: Flask, client: FilesClient) -> None:
+    client.upload("f1", b"x", "a b.txt", "text/plain")
+    alice = VerdantTestClient(files_app, library_id="lib", user_id="alice")
+    value = {
+        "id": "a",
+        "file": {"@@type": "file", "id": "f1"},
+        "gone": {"@@type": "file", "id": "x"},
+    }
+    alice.sync(operations=[alice.operation("attachments/a", {"op": "initialize", "value": value})])
+    url = client.info("f1").get_json()["url"]
+    with files_app.test_request_context():
+        snapshot = Verdant().get_document_snapshot("lib", "attachments", "a")
+    assert snapshot == {
+        "id": "a",
+        "file": {"id": "f1", "url": url, "name": "a b.txt", "type": "text/plain"},
+        "gone": None,
+    }
+    with files_app.app_context():  # no request, no SERVER_NAME: no URL can be built
+        snapshot = Verdant().get_document_snapshot("lib", "attachments", "a")
+    assert snapshot is not None and snapshot["file"]["url"] is None
