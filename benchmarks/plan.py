@@ -1,0 +1,52 @@
+"""What the runner measures: each step is one load generator workload with its options.
+
+A step runs on every storage it names: ``disk`` puts the databases in a temporary directory on the
+machine's disk (each server's own sqlite settings decide what a commit costs there), ``tmpfs`` in
+``/dev/shm``, where a commit costs no disk flush and the servers' CPU costs stand alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STORAGES = {"disk": None, "tmpfs": "/dev/shm"}
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    workload: str
+    options: dict[str, int] = field(default_factory=dict)
+    storages: tuple[str, ...] = ("disk", "tmpfs")
+
+
+FULL = (
+    Step("fanout", "fanout", {"libraries": 8, "replicas": 4, "duration": 15, "warmup": 3}),
+    Step(
+        "fanout-paced",
+        "fanout",
+        {"libraries": 8, "replicas": 4, "think-ms": 1000, "duration": 10, "warmup": 2},
+    ),
+    Step("http", "http", {"libraries": 4, "replicas": 4, "duration": 10, "warmup": 2}),
+    Step("initial", "initial", {"operations": 20_000, "batch": 100, "joins": 3}),
+    Step("idle", "idle", {"sockets": 1000, "group-size": 10, "heartbeat-ms": 15_000}, ("disk",)),
+)
+
+QUICK = (
+    Step(
+        "fanout", "fanout", {"libraries": 4, "replicas": 3, "duration": 4, "warmup": 1}, ("disk",)
+    ),
+    Step("http", "http", {"libraries": 2, "replicas": 3, "duration": 4, "warmup": 1}, ("disk",)),
+    Step("initial", "initial", {"operations": 5_000, "batch": 100, "joins": 2}, ("disk",)),
+    Step("idle", "idle", {"sockets": 200, "group-size": 10, "heartbeat-ms": 3_000}, ("disk",)),
+)
+
+# A few seconds in all: what the pytest smoke test runs against flask-verdant alone.
+SMOKE = (
+    Step(
+        "fanout", "fanout", {"libraries": 2, "replicas": 3, "duration": 2, "warmup": 0}, ("disk",)
+    ),
+    Step("http", "http", {"libraries": 2, "replicas": 2, "duration": 2, "warmup": 0}, ("disk",)),
+    Step("initial", "initial", {"operations": 1_000, "batch": 100, "joins": 1}, ("disk",)),
+    Step("idle", "idle", {"sockets": 40, "group-size": 10, "heartbeat-ms": 500}, ("disk",)),
+)

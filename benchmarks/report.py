@@ -1,0 +1,192 @@
+"""Turning the runs' JSON results into the markdown tables of BENCHMARKS.md.
+
+Every number is the median over rounds; a ratio is flask-verdant / official, so below 1 is
+better for latencies, times and memory, and above 1 for throughputs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("official", "flask")
+START = "<!-- results:start (written by python -m benchmarks.run) -->"
+END = "<!-- results:end -->"
+
+
+@dataclass(frozen=True)
+class Record:
+    round: int
+    kind: str
+    step: str
+    storage: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    step: str
+    label: str
+    path: tuple[str, ...]
+    higher_is_better: bool = False
+    target: float | None = None  # the issue's target for the ratio, if it sets one
+
+
+METRICS = (
+    Metric("fanout", "acked ops/s", ("ackedOpsPerSecond",), True, 1.0),
+    Metric("fanout", "server-ack p50 ms", ("serverAckMs", "p50")),
+    Metric("fanout", "server-ack p99 ms", ("serverAckMs", "p99")),
+    Metric("fanout", "op to every peer p50 ms", ("everyPeerMs", "p50"), target=1.0),
+    Metric("fanout", "op to every peer p95 ms", ("everyPeerMs", "p95")),
+    Metric("fanout", "op to every peer p99 ms", ("everyPeerMs", "p99"), target=1.0),
+    Metric("fanout-paced", "acked ops/s", ("ackedOpsPerSecond",), True),
+    Metric("fanout-paced", "server-ack p50 ms", ("serverAckMs", "p50")),
+    Metric("fanout-paced", "op to every peer p50 ms", ("everyPeerMs", "p50"), target=1.0),
+    Metric("fanout-paced", "op to every peer p99 ms", ("everyPeerMs", "p99"), target=1.0),
+    Metric("http", "requests/s", ("requestsPerSecond",), True),
+    Metric("http", "push p50 ms", ("pushMs", "p50")),
+    Metric("http", "push p99 ms", ("pushMs", "p99")),
+    Metric("http", "poll cycle p50 ms", ("pollMs", "p50")),
+    Metric("http", "poll cycle p99 ms", ("pollMs", "p99")),
+    Metric("http", "time to convergence ms", ("convergenceMs",)),
+    Metric("initial", "join time p50 ms", ("joinMs", "p50"), target=1.0),
+    Metric("initial", "sync-resp bytes", ("syncBytes",)),
+    Metric("initial", "seeding ops/s (batches of 100)", ("seedOpsPerSecond",), True),
+    Metric("idle", "KiB per idle websocket", ("kibPerConnection",)),
+    Metric("idle", "heartbeat p50 ms", ("heartbeatMs", "p50")),
+    Metric("idle", "heartbeat p99 ms", ("heartbeatMs", "p99")),
+    Metric("idle", "seconds to connect and sync all", ("connectSeconds",)),
+)
+
+
+def _value(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = result
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)
+
+
+def _median(records: Iterable[Record], kind: str, metric: Metric, storage: str) -> float | None:
+    values = [
+        v
+        for r in records
+        if r.kind == kind and r.step == metric.step and r.storage == storage
+        and (v := _value(r.result, metric.path)) is not None
+    ]  # fmt: skip
+    return statistics.median(values) if values else None
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _verdict(metric: Metric, ratio: float | None) -> str:
+    if metric.target is None or ratio is None:
+        return ""
+    met = ratio >= metric.target if metric.higher_is_better else ratio <= metric.target
+    sign = ">=" if metric.higher_is_better else "<="
+    return f"{sign} {metric.target:g} {'met' if met else 'NOT met'}"
+
+
+def metrics_table(records: list[Record], storage: str) -> str:
+    lines = [
+        "| workload | metric | official 2.1.2 | flask-verdant | ratio fv/official | target |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for metric in METRICS:
+        official, flask = (_median(records, kind, metric, storage) for kind in KINDS)
+        if official is None and flask is None:
+            continue
+        ratio = flask / official if official and flask is not None else None
+        ratio_text = "–" if ratio is None else f"{ratio:.2f}"
+        lines.append(
+            f"| {metric.step} | {metric.label} | {_number(official)} | {_number(flask)} "
+            f"| {ratio_text} | {_verdict(metric, ratio)} |"
+        )
+    return "\n".join(lines)
+
+
+def delivery_table(records: list[Record]) -> str:
+    """Exactly-once check, summed over every run: anything but 0 lost/duplicated is a failure."""
+    lines = [
+        "| workload | storage | server | operations | deliveries expected | lost | duplicated "
+        "| unknown | other problems |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record.step, record.storage, record.kind), []).append(record.result)
+    for (step, storage, kind), results in groups.items():
+        totals = {
+            key: sum(r["delivery"][key] for r in results)
+            for key in ("operations", "expected", "lost", "duplicated", "unknown")
+        }
+        lines.append(
+            f"| {step} | {storage} | {_name(kind)} | {totals['operations']:,} "
+            f"| {totals['expected']:,} | {totals['lost']} | {totals['duplicated']} "
+            f"| {totals['unknown']} | {_problems(results)} |"
+        )
+    return "\n".join(lines)
+
+
+def _problems(results: list[dict[str, Any]]) -> str:
+    counters = {
+        "disconnected": "sockets dropped",
+        "heartbeatsLost": "heartbeats unanswered",
+        "failedRequests": "failed requests",
+    }
+    found = [
+        f"{total} {label}"
+        for key, label in counters.items()
+        if (total := sum(r.get(key) or 0 for r in results))
+    ]
+    if any(r.get("drained") is False for r in results):
+        found.append("not drained")
+    if any(r.get("workload") == "http" and r.get("convergenceMs") is None for r in results):
+        found.append("did not converge")
+    if any(r.get("baselinesReceived") for r in results):
+        found.append("history was compacted")
+    return ", ".join(found) or "none"
+
+
+def _name(kind: str) -> str:
+    return "official 2.1.2" if kind == "official" else "flask-verdant"
+
+
+def render(records: list[Record], machine: dict[str, str], command: str, seconds: float) -> str:
+    storages = [s for s in ("disk", "tmpfs") if any(r.storage == s for r in records)]
+    rounds = max(r.round for r in records) + 1
+    parts = [
+        f"Command: `{command}`; {rounds} round(s) per server, alternating; "
+        f"{seconds / 60:.1f} min in all.",
+        "",
+        "| machine | |",
+        "| --- | --- |",
+        *(f"| {key} | {value} |" for key, value in machine.items()),
+    ]
+    for storage in storages:
+        place = "temporary directory on disk" if storage == "disk" else "/dev/shm (tmpfs)"
+        parts += ["", f"### Databases in a {place}", "", metrics_table(records, storage)]
+    parts += ["", "### Every operation delivered exactly once?", "", delivery_table(records)]
+    return "\n".join(parts)
+
+
+def write_section(path: str, section: str) -> None:
+    """Replace what lies between the markers of BENCHMARKS.md, keeping the prose around it."""
+    try:
+        with open(path, encoding="utf-8") as existing:
+            text = existing.read()
+    except FileNotFoundError:
+        text = f"# Benchmarks\n\n{START}\n{END}\n"
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    with open(path, "w", encoding="utf-8") as output:
+        output.write(f"{head}{START}\n{section}\n{END}{tail}")

@@ -1,0 +1,110 @@
+"""Measure flask-verdant and the official server side by side and write BENCHMARKS.md.
+
+    python -m benchmarks.run            # full comparison, about 10 minutes; writes BENCHMARKS.md
+    python -m benchmarks.run --quick    # about 1 minute; prints the table only
+
+Each measurement gets a fresh database and a freshly started server pinned to CPU 0, with the
+load generator (Node, ``benchmarks/loadgen``) pinned to CPU 1; the two servers take turns on every
+step of every round (A B A B), so drift in the machine's load falls on both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import machine, report, servers
+from .plan import FULL, QUICK, STORAGES, Step
+
+LOADGEN = servers.ROOT / "benchmarks" / "loadgen" / "main.mjs"
+
+
+def run_workload(
+    server: servers.RunningServer, step: Step, cpu: int | None, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Run one load generator workload against a running server; its JSON result."""
+    argv = [*servers.pinned(cpu), "node", str(LOADGEN), step.workload, "--base", server.base]
+    for name, value in step.options.items():
+        argv += [f"--{name}", str(value)]
+    if step.workload == "idle":
+        argv += ["--server-pid", str(server.pid)]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{step.key} against {server.name} failed:\n{completed.stderr}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(
+    kinds: list[str], steps: tuple[Step, ...], rounds: int, logs: Path
+) -> list[report.Record]:
+    server_cpu, generator_cpu = (0, 1) if len(os.sched_getaffinity(0)) >= 2 else (None, None)
+    records = []
+    for round_number in range(rounds):
+        for step in steps:
+            for storage in step.storages:
+                for kind in kinds:
+                    label = f"round {round_number + 1} {step.key} ({storage}) {kind}"
+                    print(f"{label} ...", file=sys.stderr, flush=True)
+                    directory = Path(
+                        tempfile.mkdtemp(prefix="verdant-bench-", dir=STORAGES[storage])
+                    )
+                    log = logs / f"{kind}-{step.key}-{storage}-{round_number + 1}.log"
+                    server = servers.start(kind, directory / "db.sqlite3", server_cpu, log)
+                    try:
+                        result = run_workload(server, step, generator_cpu)
+                    finally:
+                        server.stop()
+                        shutil.rmtree(directory, ignore_errors=True)
+                    records.append(report.Record(round_number, kind, step.key, storage, result))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="short workloads, one round")
+    parser.add_argument("--rounds", type=int, help="rounds per server (default 2, quick 1)")
+    parser.add_argument("--only", choices=["official", "flask"], help="measure one server")
+    parser.add_argument("--output", default=str(servers.ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--write", action=argparse.BooleanOptionalAction, default=None,
+        help="write BENCHMARKS.md and benchmarks/results.json (default: yes unless --quick)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    steps = QUICK if args.quick else FULL
+    rounds = args.rounds or (1 if args.quick else 2)
+    kinds = [args.only] if args.only else ["official", "flask"]
+    write = (not args.quick) if args.write is None else args.write
+
+    servers.ensure_installed()
+    load_before = machine.load()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="verdant-bench-logs-") as logs:
+        records = measure(kinds, steps, rounds, Path(logs))
+    seconds = time.monotonic() - started
+    details = machine.describe()
+    details["load average"] = f"{load_before} before, {details['load average']} after"
+    command = shlex.join(["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])])
+    section = report.render(records, details, command, seconds)
+    print(section)
+    if write:
+        report.write_section(args.output, section)
+        results = servers.ROOT / "benchmarks" / "results.json"
+        results.write_text(json.dumps([asdict(r) for r in records], indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
