@@ -32,7 +32,8 @@ from flask_verdant.server import SyncServer
 def serving(app: Flask) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 and yield ``host:port``; the sync server is closed after."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval so that shutdown() returns quickly.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_port}"
