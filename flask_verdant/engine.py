@@ -24,6 +24,7 @@ from typing import Any
 
 from .compaction import CompactionResult, compact
 from .errors import ErrorCode, VerdantError
+from .json_codec import RawJSON
 from .messages import (
     AckMessage,
     ClientMessage,
@@ -37,7 +38,7 @@ from .outbox import Broadcast, Envelope, Reply
 from .presence import PresenceRegistry
 from .profiles import ProfileCache
 from .snapshots import FileDescriber, hydrate
-from .storage import BaselineRow, Database, OperationRow, ReplicaRecord, Transaction
+from .storage import Database, OperationsJSON, ReplicaRecord, Transaction
 from .tokens import ReplicaType, TokenInfo
 
 logger = logging.getLogger("flask_verdant")
@@ -136,11 +137,11 @@ class SyncEngine:
             # A replica told to drop its data must receive everything, not what follows a
             # stale acknowledgement (reference weakness 12.7).
             tx.reset_replica_acks(library_id, m.replica_id)
-            operations = tx.operations_after(library_id, 0)
-            baselines = tx.baselines_after(library_id, None)
+            operations = tx.operations_json_after(library_id, 0)
+            baselines = tx.baselines_json_after(library_id, None)
         else:
-            operations = tx.operations_after(library_id, replica.acked_server_order)
-            baselines = tx.baselines_after(library_id, changes_since)
+            operations = tx.operations_json_after(library_id, replica.acked_server_order)
+            baselines = tx.baselines_json_after(library_id, changes_since)
 
         acked_timestamp = m.timestamp
         if pull and not m.since_is_null and status == "existing" and replica.last_sync_timestamp:
@@ -176,8 +177,8 @@ class SyncEngine:
     ) -> list[Envelope]:
         """Pull rule R2: take the full history a new pull replica sends after R1, merging it."""
         library_id = sender.library_id
-        operations = tx.operations_after(library_id, replica.acked_server_order)
-        baselines = tx.baselines_after(library_id, replica.acked_logical_time)
+        operations = tx.operations_json_after(library_id, replica.acked_server_order)
+        baselines = tx.baselines_json_after(library_id, replica.acked_logical_time)
         inserted = self._store_history(tx, library_id, m)
         tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
         tx.record_sync(library_id, m.replica_id, m.timestamp, False)
@@ -239,23 +240,23 @@ class SyncEngine:
         self,
         tx: Transaction,
         library_id: str,
-        operations: list[OperationRow],
-        baselines: list[BaselineRow],
+        operations: OperationsJSON,
+        baselines: RawJSON,
         overwrite: bool,
         acked_timestamp: str,
         now: float,
     ) -> Reply:
         response: dict[str, Any] = {
             "type": "sync-resp",
-            "operations": [row.to_message() for row in operations],
-            "baselines": [row.to_message() for row in baselines],
+            "operations": operations.array,
+            "baselines": baselines,
             "globalAckTimestamp": self._global_ack(tx, library_id, now),
             "peerPresence": self.presence.peers(library_id),
             "overwriteLocalData": overwrite,
             "ackedTimestamp": acked_timestamp,
         }
-        if operations:
-            response["ackThisNonce"] = encode_nonce(operations[-1].server_order)
+        if operations.last_server_order:
+            response["ackThisNonce"] = encode_nonce(operations.last_server_order)
         return Reply(_omit_none(response))
 
     def _get_or_create_replica(

@@ -14,9 +14,10 @@ from typing import Any
 
 from .. import json_codec
 from ..files.records import FileInfo
+from ..json_codec import RawJSON
 from ..tokens import ReplicaType
 from .pool import ConnectionPool
-from .records import BaselineRow, OperationRow, ReplicaRecord
+from .records import BaselineRow, OperationRow, OperationsJSON, ReplicaRecord
 from .schema import migrate
 
 _REPLICA_COLUMNS = (
@@ -287,9 +288,19 @@ class Transaction:
                WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder""",
             (library_id, server_order),
         ).fetchall()
-        return [
-            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
-        ]
+        return list(map(OperationRow._make, rows))
+
+    def operations_json_after(self, library_id: str, server_order: int) -> OperationsJSON:
+        """``operations_after`` as the array of ``{oid, timestamp, data}`` a sync answer holds."""
+        array, last = self._db.execute(
+            """SELECT json_group_array(
+                          json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))),
+                      COALESCE(MAX(serverOrder), 0)
+               FROM (SELECT serverOrder, oid, timestamp, data FROM operations
+                     WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder)""",
+            (library_id, server_order),
+        ).fetchone()
+        return OperationsJSON(RawJSON(array), int(last))
 
     def min_acked_server_order(self, library_id: str, seen_since_ms: int) -> int | None:
         """The lowest server order every recently seen replica (of any type) has received."""
@@ -323,9 +334,7 @@ class Transaction:
                ORDER BY o.oid, o.timestamp LIMIT ?""",
             (library_id, before_timestamp, max_server_order, max_server_order, limit),
         ).fetchall()
-        return [
-            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
-        ]
+        return list(map(OperationRow._make, rows))
 
     def operations_of(self, library_id: str, oid: str) -> list[OperationRow]:
         rows = self._db.execute(
@@ -333,9 +342,7 @@ class Transaction:
                WHERE libraryId = ? AND oid = ? ORDER BY timestamp""",
             (library_id, oid),
         ).fetchall()
-        return [
-            OperationRow(row[0], row[1], row[2], row[3], json_codec.loads(row[4])) for row in rows
-        ]
+        return list(map(OperationRow._make, rows))
 
     def delete_operations(self, library_id: str, server_orders: list[int]) -> None:
         self._db.executemany(
@@ -359,23 +366,21 @@ class Transaction:
 
     # baselines
 
-    def baselines_after(self, library_id: str, timestamp: str | None) -> list[BaselineRow]:
-        if timestamp:
-            rows = self._db.execute(
-                """SELECT oid, snapshot, timestamp FROM baselines
-                   WHERE libraryId = ? AND timestamp > ? ORDER BY timestamp, oid""",
-                (library_id, timestamp),
-            ).fetchall()
-        else:
-            rows = self._db.execute(
-                """SELECT oid, snapshot, timestamp FROM baselines
-                   WHERE libraryId = ? ORDER BY timestamp, oid""",
-                (library_id,),
-            ).fetchall()
-        return [
-            BaselineRow(row[0], None if row[1] is None else json_codec.loads(row[1]), row[2])
-            for row in rows
-        ]
+    def baselines_json_after(self, library_id: str, timestamp: str | None) -> RawJSON:
+        """Baselines newer than ``timestamp`` (all if None) as the JSON array a sync answer holds.
+
+        ``{oid, snapshot, timestamp}`` in time order, built by sqlite (see ``OperationsJSON``).
+        """
+        newer = "AND timestamp > ?" if timestamp else ""
+        parameters = (library_id, timestamp) if timestamp else (library_id,)
+        row = self._db.execute(
+            f"""SELECT json_group_array(json_object(
+                          'oid', oid, 'snapshot', json(snapshot), 'timestamp', timestamp))
+                FROM (SELECT oid, snapshot, timestamp FROM baselines
+                      WHERE libraryId = ? {newer} ORDER BY timestamp, oid)""",
+            parameters,
+        ).fetchone()
+        return RawJSON(row[0])
 
     def get_baseline(self, library_id: str, oid: str) -> BaselineRow | None:
         row = self._db.execute(
@@ -384,7 +389,7 @@ class Transaction:
         ).fetchone()
         if row is None:
             return None
-        return BaselineRow(row[0], None if row[1] is None else json_codec.loads(row[1]), row[2])
+        return BaselineRow._make(row)
 
     def replace_baseline(self, library_id: str, oid: str, snapshot: Any, timestamp: str) -> None:
         self._db.execute(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from .. import json_codec
 from ..tokens import ReplicaType
 
 
@@ -21,23 +22,43 @@ class ReplicaRecord:
     awaiting_history: bool = False
 
 
-@dataclass(frozen=True)
-class OperationRow:
+class OperationRow(NamedTuple):
+    """An operation as stored, its patch still JSON text.
+
+    Compaction reads thousands of rows: a tuple made straight from the sqlite row is the cheapest
+    to build, and a patch is parsed only when it is applied.
+    """
+
     server_order: int
     replica_id: str
     oid: str
     timestamp: str
-    data: Any
+    data_json: str
 
-    def to_message(self) -> dict[str, Any]:
-        return {"oid": self.oid, "timestamp": self.timestamp, "data": self.data}
+    @property
+    def data(self) -> Any:
+        """The patch as a value, parsed at each access (compaction reads it once)."""
+        return json_codec.loads(self.data_json)
 
 
-@dataclass(frozen=True)
-class BaselineRow:
+class BaselineRow(NamedTuple):
+    """A baseline as stored, its snapshot still JSON text (like ``OperationRow``)."""
+
     oid: str
-    snapshot: Any
+    snapshot_json: str | None
     timestamp: str
 
-    def to_message(self) -> dict[str, Any]:
-        return {"oid": self.oid, "snapshot": self.snapshot, "timestamp": self.timestamp}
+    @property
+    def snapshot(self) -> Any:
+        return None if self.snapshot_json is None else json_codec.loads(self.snapshot_json)
+
+
+class OperationsJSON(NamedTuple):
+    """Operations as the JSON array a sync answer holds, and the last server order in it.
+
+    sqlite builds the array, so an answer that holds a library's whole history costs no Python
+    object per operation (BENCHMARKS.md). ``last_server_order`` is 0 when there are none.
+    """
+
+    array: json_codec.RawJSON
+    last_server_order: int

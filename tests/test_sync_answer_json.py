@@ -1,0 +1,83 @@
+"""Sync answers embed JSON that sqlite builds and orjson splices in (see json_codec, records).
+
+These pin what that fast path must keep from the slow one: every operation and baseline with its
+exact value, in server order and time order, and the stdlib fallbacks for values orjson refuses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flask_verdant import json_codec
+from flask_verdant.storage import Database
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = Database(str(tmp_path / "store.sqlite3"))
+    yield db
+    db.close()
+
+
+def patch(value: Any) -> dict[str, Any]:
+    return {"op": "set", "name": "title", "value": value}
+
+
+ODD_VALUES = ['é "quoted" \\ \u2028', 12345678901234567890, 1.5, -0.0, None, [1, {"a": []}]]
+
+
+def test_operations_array_holds_every_operation_in_server_order(database: Database) -> None:
+    operations = [
+        {"oid": f"items/{n % 3}", "timestamp": f"t{9 - n}", "data": patch(value)}
+        for n, value in enumerate(ODD_VALUES)
+    ]
+    with database.write() as tx:
+        tx.ensure_library("l")
+        tx.insert_operations("l", "r", operations)
+        after_two = tx.operations_json_after("l", 2)
+        everything = tx.operations_json_after("l", 0)
+    assert json.loads(json_codec.dumps({"ops": everything.array})) == {"ops": operations}
+    assert everything.last_server_order == len(operations)
+    assert json.loads(after_two.array.text) == operations[2:]
+
+
+def test_an_empty_history_is_an_empty_array_without_a_server_order(database: Database) -> None:
+    with database.read() as tx:
+        nothing = tx.operations_json_after("l", 0)
+        no_baselines = tx.baselines_json_after("l", None)
+    assert (nothing.array.text, nothing.last_server_order) == ("[]", 0)
+    assert no_baselines.text == "[]"
+
+
+def test_baselines_array_is_in_time_order_and_keeps_deleted_snapshots(
+    database: Database,
+) -> None:
+    with database.write() as tx:
+        tx.replace_baseline("l", "b", {"n": ODD_VALUES}, "t2")
+        tx.replace_baseline("l", "a", {"n": 1}, "t2")
+        tx.replace_baseline("l", "c", {"n": 0}, "t1")
+        tx._db.execute("UPDATE baselines SET snapshot = NULL WHERE oid = 'c'")
+        every = json.loads(tx.baselines_json_after("l", None).text)
+        newer = json.loads(tx.baselines_json_after("l", "t1").text)
+    assert every == [
+        {"oid": "c", "snapshot": None, "timestamp": "t1"},
+        {"oid": "a", "snapshot": {"n": 1}, "timestamp": "t2"},
+        {"oid": "b", "snapshot": {"n": ODD_VALUES}, "timestamp": "t2"},
+    ]
+    assert newer == every[1:]
+
+
+def test_values_orjson_refuses_go_through_the_stdlib() -> None:
+    raw = json_codec.RawJSON('{"x":1}')
+    assert json_codec.dumps({1: raw, "big": 2**70}) == '{"1":{"x":1},"big":1180591620717411303424}'
+    assert json_codec.loads('"\\ud800"') == "\ud800"
+    assert json_codec.dumps([float("nan"), float("inf")]) == "[null,null]"
+    with pytest.raises(TypeError):
+        json_codec.dumps({"x": object()})
+    with pytest.raises(ValueError):
+        json_codec.loads("{nope")
