@@ -67,6 +67,10 @@ class RequestConnection:
             if self._arrived.wait(min(remaining, _DISCONNECT_PROBE_SECONDS)) or client_gone():
                 return
 
+    def close(self) -> None:
+        """Stop holding: the request answers now with what it has."""
+        self._arrived.set()
+
     def body(self) -> str:
         """The response body; later sends are dropped (the client catches up through ``sync``)."""
         with self._lock:

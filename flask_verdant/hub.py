@@ -18,6 +18,9 @@ from .outbox import Broadcast, Envelope
 class Connection(Protocol):
     def send(self, payload: str) -> None: ...
 
+    def close(self) -> None:
+        """End the connection early (eviction); its client reconnects and resyncs."""
+
 
 class Hub:
     def __init__(self) -> None:
@@ -41,6 +44,14 @@ class Hub:
     def connections(self, library_id: str) -> list[Connection]:
         with self._lock:
             return list(self._libraries.get(library_id, ()))
+
+    def close_library(self, library_id: str) -> int:
+        """Close and forget every connection of a library; returns how many there were."""
+        with self._lock:
+            connections = self._libraries.pop(library_id, [])
+        for connection in connections:
+            connection.close()
+        return len(connections)
 
     def publish(
         self, library_id: str, message: dict[str, Any], exclude: Connection | None = None

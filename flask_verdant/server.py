@@ -138,6 +138,8 @@ class SyncServer:
     def evict_library(self, library_id: str) -> None:
         with self.locks.hold(library_id):
             self.engine.evict_library(library_id)
+            # Connected replicas reconnect, are asked for their history and restore the library.
+            self.hub.close_library(library_id)
         self.files.evict(library_id)
         logger.info("Evicted library %s", library_id)
 
