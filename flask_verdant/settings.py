@@ -60,7 +60,7 @@ class Settings:
             token_secret=str(token_secret),
             url_prefix=url_prefix,
             replica_truancy_minutes=float(pick("replica_truancy_minutes", DEFAULT_TRUANCY_MINUTES)),
-            disable_rebasing=bool(pick("disable_rebasing", False)),
+            disable_rebasing=_flag(pick("disable_rebasing", False)),
             max_message_bytes=int(pick("max_message_bytes", cls.max_message_bytes)),
             presence_keepalive_seconds=float(
                 pick("presence_keepalive_seconds", cls.presence_keepalive_seconds)
@@ -86,3 +86,10 @@ class Settings:
 def _seconds(value: Any) -> float:
     """Durations may be configured as a ``timedelta`` or a number of seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _flag(value: object) -> bool:
+    """A boolean from Python config or from text (environment variables, ``from_prefixed_env``)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

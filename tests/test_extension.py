@@ -113,3 +113,17 @@ def test_cli_evict_asks_first(app: Flask, replica: Callable[..., VerdantTestClie
     assert done.exit_code == 0, done.output
     with app.app_context():
         assert app.extensions["verdant"].library_info("lib")["operationsCount"] == 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0", False), ("false", False), ("1", True)])
+def test_flags_from_text_config_mean_what_they_say(
+    tmp_path: Path, text: str, expected: bool
+) -> None:
+    app = Flask("flags")
+    app.config.update(
+        VERDANT_DATABASE_FILE=str(tmp_path / "f.sqlite3"),
+        VERDANT_TOKEN_SECRET=SECRET,
+        VERDANT_DISABLE_REBASING=text,
+    )
+    Verdant(app)
+    assert app.extensions["verdant"].settings.disable_rebasing is expected
