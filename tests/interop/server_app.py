@@ -8,17 +8,18 @@ It uses only flask-verdant's public API. Configuration comes from the environmen
 
 - ``VERDANT_DATABASE_FILE``: the sqlite file (required);
 - ``VERDANT_TOKEN_SECRET``: the token secret (default ``interop-secret``);
-- ``VERDANT_PRESENCE_KEEPALIVE_SECONDS``: optional, so presence tests can shorten the keepalive;
 - ``VERDANT_FILE_ROOT``: optional, a directory for ``LocalFileStorage`` (no file storage without);
-  ``VERDANT_MAX_FILE_BYTES``, ``VERDANT_FILE_DELETE_AFTER`` and ``VERDANT_FILE_SWEEP_INTERVAL``
-  are passed on to the config, so file tests can shorten the lifecycle.
+- every other ``VERDANT_*`` variable becomes app config, so tests can shorten the presence
+  keepalive, the truancy, the file lifecycle or the compaction delay.
 
 Routes besides the sync endpoint mounted by the extension at ``/sync``:
 
 - ``GET /auth/<library>?user=<id>``: ``{"accessToken": ...}`` for that user, whose ``url`` claim is
   this server's absolute ``/sync`` URL;
-- ``POST /test-admin/evict/<library>`` and ``GET /test-admin/info/<library>``: test-only admin
-  routes, because the server process owns the in-memory state and tests must act through it.
+- ``POST /test-admin/evict/<library>``, ``GET /test-admin/info/<library>``,
+  ``POST /test-admin/compact/<library>`` and
+  ``GET /test-admin/snapshot/<library>/<collection>/<id>``: test-only admin routes, because the
+  server process owns the in-memory state and tests must act through it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from flask_verdant import LocalFileStorage, TokenProvider, Verdant
 DEFAULT_SECRET = "interop-secret"
 
 
+# Environment variables the factory reads itself; every other VERDANT_* one is app config.
+_NOT_CONFIG = {"VERDANT_DATABASE_FILE", "VERDANT_TOKEN_SECRET", "VERDANT_FILE_ROOT"}
+
+
 def load_profile(user_id: str) -> dict[str, Any]:
     """Profile loader: a trusted display name derived from the user id."""
     return {"id": user_id, "name": user_id.title()}
@@ -45,16 +50,9 @@ def create_app() -> Flask:
     secret = os.environ.get("VERDANT_TOKEN_SECRET", DEFAULT_SECRET)
 
     app = Flask(__name__)
-    if "VERDANT_PRESENCE_KEEPALIVE_SECONDS" in os.environ:
-        keepalive = float(os.environ["VERDANT_PRESENCE_KEEPALIVE_SECONDS"])
-        app.config["VERDANT_PRESENCE_KEEPALIVE_SECONDS"] = keepalive
-    for key in (
-        "VERDANT_MAX_FILE_BYTES",
-        "VERDANT_FILE_DELETE_AFTER",
-        "VERDANT_FILE_SWEEP_INTERVAL",
-    ):
-        if key in os.environ:
-            app.config[key] = os.environ[key]
+    for key, value in os.environ.items():
+        if key.startswith("VERDANT_") and key not in _NOT_CONFIG:
+            app.config[key] = value
     file_root = os.environ.get("VERDANT_FILE_ROOT")
     verdant = Verdant(
         app,
@@ -85,6 +83,14 @@ def create_app() -> Flask:
     @app.get("/test-admin/info/<library_id>")
     def info(library_id: str) -> Any:
         return jsonify(verdant.get_library_info(library_id))
+
+    @app.post("/test-admin/compact/<library_id>")
+    def compact(library_id: str) -> Any:
+        return jsonify(folded=app.extensions["verdant"].compact(library_id).folded_operations)
+
+    @app.get("/test-admin/snapshot/<library_id>/<collection>/<document_id>")
+    def snapshot(library_id: str, collection: str, document_id: str) -> Any:
+        return jsonify(verdant.get_document_snapshot(library_id, collection, document_id))
 
     @app.get("/health")
     def health() -> Any:
