@@ -15,6 +15,7 @@ import requests
 from .conftest import LiveServer
 from .driver import Client, NodeDriver, wait_until
 from .test_pull_mode import make_doc, open_online, wait_converged
+from .test_realtime_mode import open_realtime
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
@@ -41,15 +42,7 @@ def open_client(
 ) -> Client:
     if transport == "pull":
         return open_online(driver, server, name, name, library)
-    client = driver.open_client(
-        name,
-        auth_url=server.auth_url(library, name),
-        user=name,
-        library=library,
-        transport="realtime",
-    )
-    client.wait_online(sync_responses=1)
-    return client
+    return open_realtime(driver, server, name, name, library)
 
 
 @pytest.mark.parametrize("transport", ["realtime", "pull"])
