@@ -1,7 +1,11 @@
-"""A minimal app that syncs Verdant clients through flask-verdant.
+"""A shared todo list per library, synced by the real Verdant client through flask-verdant.
 
-Run it with ``bash example_app/run.sh`` (see README). The token route trusts ``?user=``, which is
-only acceptable for a demo: a real app takes the user from its own session or login.
+Run it with ``bash example_app/run.sh`` (see the README's guided tour). Three modules:
+
+- here, ``create_app``: config and the ``Verdant`` extension (database, token secret,
+  profiles for presence, file storage for image attachments);
+- ``accounts``: who you are (a display name in the Flask session) and the profile peers see;
+- ``lists``: the list page and the token route the browser's Verdant client calls.
 """
 
 from __future__ import annotations
@@ -9,51 +13,30 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, jsonify, request, url_for
+from flask import Flask
 
-from flask_verdant import TokenProvider, Verdant
+from flask_verdant import LocalFileStorage, Verdant
 
-verdant = Verdant()
+from . import accounts, lists
 
-
-def display_profile(user_id: str) -> dict[str, Any]:
-    """The trusted data peers see next to a user's presence."""
-    return {"id": user_id, "name": user_id.replace("-", " ").title()}
+verdant = Verdant(profiles=accounts.profile)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
-        VERDANT_DATABASE_FILE=os.path.join(app.instance_path, "verdant.sqlite3"),
+        # Dev-only defaults: set FLASK_SECRET_KEY and FLASK_VERDANT_TOKEN_SECRET in production.
+        SECRET_KEY="dev-only-session-key-change-me-in-production",
         VERDANT_TOKEN_SECRET="dev-only-secret-change-me-in-production",
-        VERDANT_PROFILES=display_profile,
+        VERDANT_DATABASE_FILE=os.path.join(app.instance_path, "verdant.sqlite3"),
+        FILES_DIRECTORY=os.path.join(app.instance_path, "files"),
     )
-    app.config.from_prefixed_env()
+    app.config.from_prefixed_env()  # FLASK_<KEY>=... overrides any of the above
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
+    app.config["VERDANT_FILE_STORAGE"] = LocalFileStorage(app.config["FILES_DIRECTORY"])
     verdant.init_app(app)
-    tokens = TokenProvider(secret=app.config["VERDANT_TOKEN_SECRET"])
-
-    @app.get("/auth/<library_id>")
-    def auth(library_id: str) -> Any:
-        """Issue a sync token; the client reads its sync URL from the token's ``url`` claim."""
-        user_id = request.args.get("user")
-        if not user_id:
-            return jsonify(code=4010, message="Pass ?user=<name> to sign in"), 401
-        token = tokens.get_token(
-            library_id=library_id,
-            user_id=user_id,
-            sync_endpoint=url_for("verdant.sync", _external=True),
-        )
-        return jsonify(accessToken=token)
-
-    @app.get("/")
-    def index() -> Any:
-        return jsonify(
-            name="flask-verdant example",
-            sync_endpoint=url_for("verdant.sync", _external=True),
-            token_route=url_for("auth", library_id="demo", user="alice", _external=True),
-        )
-
+    app.register_blueprint(accounts.blueprint)
+    app.register_blueprint(lists.blueprint)
     return app

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtualenv (once) and serve the example app with gunicorn's gevent worker.
+# Serve the example app: set up .venv and node_modules (once), build the page's JavaScript if it
+# is missing or stale, then run gunicorn's gevent worker (or Flask's dev server with --dev).
 # Usage: bash example_app/run.sh [--dev] [--port N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,11 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[deploy]'
+if [ ! -d node_modules ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+node example_app/frontend/build.mjs
+echo "Serving the example app on http://127.0.0.1:$port"
 if [ "$dev" = 1 ]; then
   exec .venv/bin/flask --app 'example_app:create_app()' run --port "$port"
 fi

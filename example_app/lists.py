@@ -1,0 +1,48 @@
+"""The list page, and the token route that its Verdant client calls before it syncs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, url_for
+
+from flask_verdant import TokenProvider
+
+from .accounts import current_user
+
+blueprint = Blueprint("lists", __name__)
+
+MAX_LIBRARY_LENGTH = 64  # the library id names a directory of the file storage
+
+
+@blueprint.get("/l/<library>")
+def page(library: str) -> Any:
+    user = current_user()
+    if user is None:
+        return redirect(url_for("accounts.sign_in_page", list=library))
+    return render_template("list.html", library=_checked(library), user=user)
+
+
+@blueprint.get("/auth/<library>")
+def token(library: str) -> Any:
+    """The client's ``authEndpoint``: a token for the session's user, never for anyone else.
+
+    Every signed-in user may join every list here; a real app checks membership first.
+    """
+    user = current_user()
+    if user is None:
+        return jsonify(code=4010, message="Sign in first"), 401
+    tokens = TokenProvider(secret=current_app.config["VERDANT_TOKEN_SECRET"])
+    access_token = tokens.get_token(
+        library_id=_checked(library),
+        user_id=user.id,
+        # the client reads its sync, websocket and file URLs from this claim
+        sync_endpoint=url_for("verdant.sync", _external=True),
+    )
+    return jsonify(accessToken=access_token)
+
+
+def _checked(library: str) -> str:
+    if len(library) > MAX_LIBRARY_LENGTH:
+        abort(404)
+    return library
