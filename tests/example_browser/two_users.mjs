@@ -1,0 +1,149 @@
+// Two people on the same list of the example app, each in their own browser context of
+// Debian's Chromium: what one does shows up for the other, and survives a reload.
+//   node tests/example_browser/two_users.mjs <base url> <artifacts dir>
+// Prints one line per step; exits non-zero on the first failed step, after screenshots.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, artifacts] = process.argv.slice(2);
+const LIST = 'groceries'; // the server and the browser profile are new on every run
+const TIMEOUT = 15_000;
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  // playwright gives every launch a fresh profile directory of its own
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+const pages = {};
+const log = [];
+const started = Date.now();
+
+function step(name) {
+  const line = `${((Date.now() - started) / 1000).toFixed(1)}s ${name}`;
+  console.log(line);
+  log.push(line);
+}
+
+async function signIn(name) {
+  const context = await browser.newContext({ viewport: { width: 480, height: 400 } });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  page.on('console', (m) => log.push(`[${name} console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (error) => log.push(`[${name} pageerror] ${error.stack}`));
+  await page.goto(`${base}/?list=${LIST}`);
+  await page.fill('input[name=name]', name);
+  await page.click('button');
+  await page.waitForURL(`**/l/${LIST}`);
+  await page.waitForSelector('body[data-online="true"]');
+  pages[name] = page;
+  return page;
+}
+
+const item = (page, text) => page.locator('#items li', { hasText: text });
+const person = (page, name) => page.locator('#people li', { hasText: name });
+
+async function imageLoaded(page, text) {
+  await item(page, text).locator('img').waitFor();
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('#items li')]
+      .find((li) => li.textContent.includes(t))?.querySelector('img')?.naturalWidth > 0,
+    text,
+  );
+}
+
+async function drawnPicture(page) {
+  const dataUrl = await page.evaluate(() => {
+    const canvas = Object.assign(document.createElement('canvas'), { width: 96, height: 96 });
+    const g = canvas.getContext('2d');
+    g.fillStyle = '#f4d35e';
+    g.fillRect(0, 0, 96, 96);
+    g.fillStyle = '#2f6b3b';
+    g.beginPath();
+    g.arc(48, 48, 30, 0, 2 * Math.PI);
+    g.fill();
+    return canvas.toDataURL('image/png');
+  });
+  return { name: 'pears.png', mimeType: 'image/png', buffer: Buffer.from(dataUrl.split(',')[1], 'base64') };
+}
+
+async function add(page, text, file) {
+  await page.fill('#add input[name=text]', text);
+  if (file) await page.setInputFiles('#add input[name=image]', file);
+  await page.click('#add button');
+  await item(page, text).waitFor();
+}
+
+async function sideBySide(name) {
+  const shots = {};
+  for (const [who, page] of Object.entries(pages)) {
+    shots[who] = (await page.screenshot({ path: join(artifacts, `${name}-${who}.png`) })).toString('base64');
+  }
+  const width = 20 + 502 * Object.keys(shots).length;
+  const context = await browser.newContext({ viewport: { width, height: 440 } });
+  const page = await context.newPage();
+  await page.setContent(`<body style="margin:0;display:flex;gap:20px;padding:10px;background:#c9d6c5">
+    ${Object.entries(shots).map(([who, png]) => `<figure style="margin:0;font:14px system-ui">
+      <img src="data:image/png;base64,${png}" style="display:block;border:1px solid #888">
+      <figcaption style="padding:4px 0">${who}'s browser</figcaption></figure>`).join('')}</body>`);
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  await context.close();
+}
+
+let failed = false;
+try {
+  const ada = await signIn('Ada');
+  const grace = await signIn('Grace');
+  step('both signed in and live');
+  await person(ada, 'Grace').waitFor();
+  await person(grace, 'Ada').waitFor();
+  step('each sees the other in presence');
+
+  await add(ada, 'Pears', await drawnPicture(ada));
+  await item(grace, 'Pears').waitFor();
+  await imageLoaded(grace, 'Pears');
+  step("Ada's item and its image reached Grace");
+
+  await item(grace, 'Pears').locator('input[type=checkbox]').check();
+  await ada.locator('#items li.done', { hasText: 'Pears' }).waitFor();
+  step("Grace's tick reached Ada");
+
+  await add(grace, 'Oat milk');
+  await item(ada, 'Oat milk').waitFor();
+  step("Grace's item reached Ada");
+  await sideBySide('two-users');
+
+  await Promise.all([ada.reload(), grace.reload()]);
+  for (const page of [ada, grace]) {
+    await page.locator('#items li.done', { hasText: 'Pears' }).waitFor();
+    await item(page, 'Oat milk').waitFor();
+    await imageLoaded(page, 'Pears');
+  }
+  step('after a reload both lists still hold both items, ticked as before');
+
+  const lin = await signIn('Lin'); // a fresh browser: everything comes from the server
+  await lin.locator('#items li.done', { hasText: 'Pears' }).waitFor();
+  await item(lin, 'Oat milk').waitFor();
+  await imageLoaded(lin, 'Pears');
+  await person(lin, 'Ada').waitFor();
+  await person(lin, 'Grace').waitFor();
+  step('a newcomer gets the list from the server and sees both others');
+  await sideBySide('after-reload');
+
+  const errors = log.filter((line) => line.includes('pageerror]'));
+  if (errors.length) throw new Error(`uncaught errors in the page:\n${errors.join('\n')}`);
+} catch (error) {
+  failed = true;
+  console.log(`FAILED: ${error.stack}`);
+  for (const [who, page] of Object.entries(pages)) {
+    await page.screenshot({ path: join(artifacts, `failed-${who}.png`) }).catch(() => {});
+  }
+} finally {
+  writeFileSync(join(artifacts, 'log.txt'), `${log.join('\n')}\n`);
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
