@@ -56,7 +56,7 @@ class Verdant:
         file_storage = self._file_storage or app.config.get("VERDANT_FILE_STORAGE")
         server = SyncServer(settings, profiles, file_storage)
         app.extensions["verdant"] = server
-        app.before_request(server.files.sweeper.ensure_started)
+        app.before_request(server.files.sweeper.wake)
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
         register_file_routes(blueprint)

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from .background import BackgroundLoop
 from .compaction import CompactionResult
 from .engine import EngineSettings, SyncEngine
 from .files import FileStorage
@@ -18,7 +19,6 @@ from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
 from .storage import Database
-from .sweeper import PresenceSweeper
 from .tokens import TokenInfo, TokenVerifier
 
 logger = logging.getLogger("flask_verdant")
@@ -53,9 +53,10 @@ class SyncServer:
             self.profiles,
             EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
         )
-        self.sweeper = PresenceSweeper(
+        self.sweeper = BackgroundLoop(
             self.expire_presence,
             interval=max(0.05, min(1.0, settings.presence_keepalive_seconds / 10)),
+            name="verdant-presence-sweeper",
         )
         self.compactions = LibraryScheduler(
             self._compaction_pass, settings.compaction_delay_seconds

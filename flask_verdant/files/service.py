@@ -16,13 +16,13 @@ from typing import Any
 
 from flask import url_for
 
+from ..background import BackgroundLoop
 from ..errors import ErrorCode, VerdantError, bad_request
 from ..storage import Database
 from ..tokens import TokenInfo
 from .backend import FileStorage, ReadableStream, StaleUploadCleaner
 from .names import is_safe_segment
 from .records import FileInfo
-from .sweeper import Sweeper
 from .upload import open_upload
 
 logger = logging.getLogger("flask_verdant")
@@ -49,7 +49,9 @@ class FileService:
         self.storage = storage
         self.max_bytes = max_bytes
         self.delete_after_seconds = delete_after_seconds
-        self.sweeper = Sweeper(self.sweep, sweep_interval_seconds if storage else 0)
+        self.sweeper = BackgroundLoop(
+            self._sweep_step, sweep_interval_seconds if storage else 0, name="verdant-file-sweep"
+        )
 
     def require_storage(self) -> FileStorage:
         if self.storage is None:
@@ -188,6 +190,10 @@ class FileService:
 
     def close(self) -> None:
         self.sweeper.stop()
+
+    def _sweep_step(self) -> bool:
+        self.sweep()
+        return True
 
     def _delete_bytes(self, info: FileInfo, *, restore_on_failure: bool = False) -> bool:
         if self.storage is None:
