@@ -15,6 +15,7 @@ the rules live in the engine. What it adds is what a long-lived socket needs:
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
 import logging
@@ -23,7 +24,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
@@ -44,6 +45,8 @@ logger = logging.getLogger("flask_verdant")
 
 SUBPROTOCOL = "Bearer"
 _VIEW = "sync_socket"
+# How long a socket's writer thread waits for more to write before it ends.
+_WRITER_LINGER_SECONDS = 2.0
 
 
 def register(blueprint: Blueprint) -> None:
@@ -75,6 +78,7 @@ def configure(config: MutableMapping[str, Any], settings: Settings) -> None:
     options["subprotocols"] = subprotocols
     options.setdefault("ping_interval", settings.websocket_ping_seconds or None)
     options.setdefault("max_message_size", settings.max_message_bytes)
+    options.setdefault("thread_class", LightThread)
     config["SOCK_SERVER_OPTIONS"] = options
 
 
@@ -199,8 +203,29 @@ class RefusalThrottle:
         return previous is not None and now - previous < self._window
 
 
+class LightThread:
+    """simple_websocket's ``thread_class`` for its reader: a bare thread, no ``threading.Thread``.
+
+    Each websocket keeps its reader for life, and ``threading.Thread``'s bookkeeping (events,
+    locks, registry entries) cost an idle connection some 2 KiB (BENCHMARKS.md). Under gevent
+    ``_thread`` starts a greenlet.
+    """
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        self._target = target
+        self.name = "simple_websocket reader"
+
+    def start(self) -> None:
+        _thread.start_new_thread(self._target, ())
+
+
 class SocketConnection:
-    """The hub's view of one websocket: ``send`` only queues; a writer thread does the writing."""
+    """The hub's view of one websocket: ``send`` only queues; a writer thread does the writing.
+
+    The writer starts with the first send after a quiet spell and ends once it has had nothing
+    to write for a while, so an idle socket holds no thread: under gevent a greenlet and its
+    stack, about 8 KiB of an idle connection's memory (BENCHMARKS.md).
+    """
 
     def __init__(self, ws: Any, queue_size: int, stall_timeout: float) -> None:
         self.ws = ws
@@ -208,8 +233,8 @@ class SocketConnection:
         ws.sock = self._socket
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max(1, queue_size))
         self._closing = False
-        self._writer = threading.Thread(target=self._write, name="verdant-ws-writer", daemon=True)
-        self._writer.start()
+        self._writer_lock = threading.Lock()
+        self._writing = False
 
     def send(self, payload: str) -> None:
         if self._closing:
@@ -219,6 +244,12 @@ class SocketConnection:
         except queue.Full:
             logger.warning("Cut off a websocket that fell %d messages behind", self._queue.maxsize)
             self.abort()
+            return
+        with self._writer_lock:
+            if self._writing:
+                return
+            self._writing = True
+        _thread.start_new_thread(self._write, ())
 
     def close(self) -> None:
         """Stop writing and end the socket; what is still queued is dropped."""
@@ -235,7 +266,15 @@ class SocketConnection:
 
     def _write(self) -> None:
         while True:
-            payload = self._queue.get()
+            try:
+                payload = self._queue.get(timeout=_WRITER_LINGER_SECONDS)
+            except queue.Empty:
+                with self._writer_lock:
+                    # A send that queued before this check sees ``_writing`` and relies on us.
+                    if self._queue.empty():
+                        self._writing = False
+                        return
+                continue
             if payload is None or self._closing:
                 return
             try:
