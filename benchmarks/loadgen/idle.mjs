@@ -1,8 +1,9 @@
 // Workload (d): `sockets` idle websockets in libraries of `groupSize`. The first replica of each
 // library brings 5 operations in its first sync; the others join after it and must each receive
 // them once. Server memory per connection is the growth of the server's resident set from before
-// the sockets opened to after they have all synced and sent one heartbeat; heartbeat latency is
-// measured with every socket heartbeating once per `heartbeatMs` (clients do every 15 s).
+// the sockets opened to after they have all synced, sent heartbeats and then been quiet for 3 s;
+// heartbeat latency is measured with every socket heartbeating once per `heartbeatMs` (clients
+// do every 15 s).
 import { DocumentWriter, keyOf } from './documents.mjs';
 import { HybridClock, nodeId } from './hlc.mjs';
 import { fetchToken, openAll, SocketReplica } from './replica.mjs';
@@ -52,7 +53,7 @@ export async function idle(options) {
     clearTimeout(replica.heartbeatTimer);
     clearInterval(replica.heartbeatTimer);
   }
-  await sleep(1000);
+  await sleep(3000); // idle: clients speak every 15 s, and are quiet most of the time
   const rssAfter = serverPid ? await rssKib(serverPid) : null;
   const disconnected = all.filter((r) => r.closedUnexpectedly).length;
   for (const replica of all) replica.close();
