@@ -19,11 +19,10 @@ import _thread
 import contextlib
 import hashlib
 import logging
-import queue
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -39,14 +38,14 @@ from .http_transport import error_response, request_token
 from .messages import parse_message
 from .server import SyncServer
 from .settings import Settings
+from .threadreuse import ThreadReuse
 from .tokens import TokenInfo
 
 logger = logging.getLogger("flask_verdant")
 
 SUBPROTOCOL = "Bearer"
 _VIEW = "sync_socket"
-# How long a socket's writer thread waits for more to write before it ends.
-_WRITER_LINGER_SECONDS = 2.0
+_WRITERS = ThreadReuse()
 
 
 def register(blueprint: Blueprint) -> None:
@@ -222,61 +221,54 @@ class LightThread:
 class SocketConnection:
     """The hub's view of one websocket: ``send`` only queues; a writer thread does the writing.
 
-    The writer starts with the first send after a quiet spell and ends once it has had nothing
-    to write for a while, so an idle socket holds no thread: under gevent a greenlet and its
-    stack, about 8 KiB of an idle connection's memory (BENCHMARKS.md).
+    A socket has a writer only while it has something to write: a send that finds none hands
+    the writing to a reused thread (``threadreuse``), which lets go when nothing is left. So an
+    idle socket holds no thread (under gevent a greenlet and its stack) and nothing to wake one
+    with, only its list of pending messages (BENCHMARKS.md: memory per idle connection).
     """
 
     def __init__(self, ws: Any, queue_size: int, stall_timeout: float) -> None:
         self.ws = ws
         self._socket = _SerializedSocket(ws.sock, stall_timeout)
         ws.sock = self._socket
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max(1, queue_size))
-        self._closing = False
-        self._writer_lock = threading.Lock()
+        self._pending: deque[str] = deque()
+        self._limit = max(1, queue_size)
+        self._lock = threading.Lock()
         self._writing = False
+        self._closing = False
 
     def send(self, payload: str) -> None:
-        if self._closing:
-            return
-        try:
-            self._queue.put_nowait(payload)
-        except queue.Full:
-            logger.warning("Cut off a websocket that fell %d messages behind", self._queue.maxsize)
-            self.abort()
-            return
-        with self._writer_lock:
-            if self._writing:
+        with self._lock:
+            if self._closing:
                 return
-            self._writing = True
-        _thread.start_new_thread(self._write, ())
+            full = len(self._pending) >= self._limit
+            if not full:
+                self._pending.append(payload)
+            start = not full and not self._writing
+            self._writing = self._writing or start
+        if full:
+            logger.warning("Cut off a websocket that fell %d messages behind", self._limit)
+            self.abort()
+        elif start:
+            _WRITERS.run(self._write)
 
     def close(self) -> None:
         """Stop writing and end the socket; what is still queued is dropped."""
-        self._closing = True
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
-        # Also wakes simple_websocket's reader thread now rather than at its next ping.
-        self._socket.shutdown()
+        self.abort()
 
     def abort(self) -> None:
         """Cut the socket off; its handler sees the close and cleans up."""
         self._closing = True
+        # Also wakes simple_websocket's reader thread now rather than at its next ping.
         self._socket.shutdown()
 
     def _write(self) -> None:
-        while True:
-            try:
-                payload = self._queue.get(timeout=_WRITER_LINGER_SECONDS)
-            except queue.Empty:
-                with self._writer_lock:
-                    # A send that queued before this check sees ``_writing`` and relies on us.
-                    if self._queue.empty():
-                        self._writing = False
-                        return
-                continue
-            if payload is None or self._closing:
-                return
+        while not self._closing:
+            with self._lock:
+                if not self._pending:
+                    self._writing = False
+                    return
+                payload = self._pending.popleft()
             try:
                 self.ws.send(payload)
             except (ConnectionClosed, LocalProtocolError, OSError):
