@@ -88,6 +88,11 @@ class SyncEngine:
         """Apply one message; ``pull`` marks one that came in an HTTP request (see above)."""
         now = self._clock()
         if isinstance(message, HeartbeatMessage):
+            if message.replica_id:
+                # A connected replica that only heartbeats is still here: it must not turn
+                # truant and stop holding back compaction of what it has not acknowledged.
+                with self.database.write() as tx:
+                    tx.touch_replica(sender.library_id, message.replica_id, _ms(now))
             self._refresh_presence(sender, message.replica_id, now)
             return [Reply({"type": "heartbeat-response"})]
         if isinstance(message, PresenceUpdateMessage):

@@ -242,3 +242,18 @@ def test_operations_of_a_replica_the_server_lost_are_answered_with_need_since(
     late = alice.op(alice.operation("items/a", {"op": "set", "name": "x", "value": 1}))
     assert late == [{"type": "need-since", "since": None}]
     assert info(app)["operationsCount"] == 0, "a fragment would block the library's restoration"
+
+
+def test_heartbeats_keep_a_replica_from_turning_truant(make_app: Callable[..., Flask]) -> None:
+    app = make_app(replica_truancy_minutes=1)
+    engine = app.extensions["verdant"].engine
+    now = [time.time()]
+    engine._clock = lambda: now[0]
+    alice = VerdantTestClient(app, library_id="lib", user_id="alice")
+    alice.sync()
+    for _ in range(4):
+        now[0] += 40  # each gap is shorter than the truancy, together they are longer
+        alice.heartbeat()
+    with app.app_context():
+        (record,) = app.extensions["verdant"].library_info("lib")["replicas"]
+    assert record["truant"] is False
