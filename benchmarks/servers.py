@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = ROOT / "benchmarks" / "reference_server"
-SECRET = "benchmark-secret"
+SECRET = "benchmark-secret-of-at-least-32-bytes"
 NAMES = {"official": "official 2.1.2", "flask": "flask-verdant"}
 
 

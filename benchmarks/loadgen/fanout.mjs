@@ -1,7 +1,8 @@
 // Workload (a): L libraries x R websocket replicas, each writing in a closed loop: one op message
 // in flight per replica, the next sent when the server-ack for the last one arrives (after an
-// optional think time). Measures acked ops/s, server-ack latency, and the time from sending an
-// operation until every other replica of its library has received it.
+// optional think time, drawn uniformly from 0.5-1.5 times --think-ms, as people type at no fixed
+// beat). Measures acked ops/s, server-ack latency, and the time from sending an operation until
+// every other replica of its library has received it.
 import { DocumentWriter, keyOf } from './documents.mjs';
 import { HybridClock, nodeId } from './hlc.mjs';
 import { fetchToken, openAll, SocketReplica } from './replica.mjs';
@@ -35,7 +36,7 @@ export async function fanout(options) {
         acked += 1;
         ackLatencies.push(performance.now() - replica.sentAt);
       }
-      if (thinkMs > 0) setTimeout(() => write(replica), thinkMs);
+      if (thinkMs > 0) setTimeout(() => write(replica), thinkMs * (0.5 + Math.random()));
       else setImmediate(() => write(replica));
     },
   };
@@ -67,7 +68,8 @@ export async function fanout(options) {
   for (const replica of all) replica.startHeartbeats(15_000);
 
   const cpuBefore = process.cpuUsage();
-  for (const replica of all) write(replica);
+  // With a think time, writers start at random moments so that they do not write in lockstep.
+  for (const replica of all) setTimeout(() => write(replica), Math.random() * thinkMs);
   await sleep(warmup * 1000);
   measuring = true;
   const started = performance.now();
