@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import IntEnum
@@ -80,14 +82,36 @@ class TokenProvider:
 
 
 class TokenVerifier:
-    """Checks signature, expiry and the claims the server relies on."""
+    """Checks signature, expiry and the claims the server relies on.
 
-    def __init__(self, secret: str) -> None:
+    A pull client sends the same token with every request, and decoding it was a tenth of the
+    server's time per HTTP request (BENCHMARKS.md). So the last ``cache_size`` valid tokens are
+    remembered with what they grant; a remembered token is still refused once it expires.
+    """
+
+    def __init__(self, secret: str, cache_size: int = 1024) -> None:
         self._secret = secret
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._valid: OrderedDict[str, tuple[TokenInfo, float | None]] = OrderedDict()
 
     def verify(self, token: str | None) -> TokenInfo:
         if not token:
             raise VerdantError(ErrorCode.NO_TOKEN, "A token is required")
+        with self._lock:
+            known = self._valid.get(token)
+            if known is not None:
+                self._valid.move_to_end(token)
+        if known is not None and (known[1] is None or time.time() < known[1]):
+            return known[0]
+        info, expires = self._decode(token)
+        with self._lock:
+            self._valid[token] = (info, expires)
+            while len(self._valid) > self._cache_size:
+                self._valid.popitem(last=False)
+        return info
+
+    def _decode(self, token: str) -> tuple[TokenInfo, float | None]:
         try:
             claims = jwt.decode(
                 token,
@@ -100,7 +124,8 @@ class TokenVerifier:
             raise VerdantError(ErrorCode.TOKEN_EXPIRED, "The token has expired") from exc
         except jwt.PyJWTError as exc:
             raise VerdantError(ErrorCode.INVALID_TOKEN, f"Invalid token: {exc}") from exc
-        return _token_info(claims)
+        expires = claims.get("exp")
+        return _token_info(claims), None if expires is None else float(expires)
 
 
 def _token_info(claims: dict[str, Any]) -> TokenInfo:
