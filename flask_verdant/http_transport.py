@@ -92,7 +92,7 @@ def request_token(req: Request) -> str | None:
 def sync_view() -> Response:
     server: SyncServer = current_app.extensions["verdant"]
     try:
-        sender = server.authenticate(request_token(request))
+        sender = server.authenticate(request_token(request), remember=True)
         wait = preferred_wait(
             request.headers.getlist("Prefer"), server.settings.long_poll_max_seconds
         )

@@ -62,8 +62,9 @@ class SyncServer:
             self._compaction_pass, settings.compaction_delay_seconds
         )
 
-    def authenticate(self, token: str | None) -> TokenInfo:
-        return self.verifier.verify(token)
+    def authenticate(self, token: str | None, *, remember: bool = False) -> TokenInfo:
+        """``remember`` for a client that sends the token again and again (HTTP sync)."""
+        return self.verifier.verify(token, remember=remember)
 
     def process(
         self,

