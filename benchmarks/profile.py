@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(directory)
         server = servers.start("flask", root / "db.sqlite3", 0, root / "server.log")
         stacks = root / "stacks.txt"
+        record = ["record", "--pid", str(server.pid), "--rate", str(args.rate), "--nonblocking"]
         sampler = subprocess.Popen(
-            [py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--rate", str(args.rate),
-             "--nonblocking", "--output", str(stacks)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [py_spy, *record, "--format", "raw", "--output", str(stacks)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1)
             result = run_workload(server, Step(step.key, step.workload, options), 1)

@@ -71,12 +71,8 @@ def _value(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
 
 
 def _median(records: Iterable[Record], kind: str, metric: Metric, storage: str) -> float | None:
-    values = [
-        v
-        for r in records
-        if r.kind == kind and r.step == metric.step and r.storage == storage
-        and (v := _value(r.result, metric.path)) is not None
-    ]  # fmt: skip
+    chosen = (r for r in records if (r.kind, r.step, r.storage) == (kind, metric.step, storage))
+    values = [v for r in chosen if (v := _value(r.result, metric.path)) is not None]
     return statistics.median(values) if values else None
 
 
