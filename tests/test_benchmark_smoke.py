@@ -6,7 +6,6 @@ every other replica exactly once, or its numbers would be measuring something el
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +15,7 @@ from benchmarks import servers
 from benchmarks.plan import SMOKE, Step
 from benchmarks.run import run_workload
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("node") is None or not (servers.ROOT / "node_modules" / "ws").is_dir(),
-        reason="needs Node and the project's node_modules (npm ci)",
-    ),
-]
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
