@@ -113,7 +113,7 @@ def _parse_sync(raw: JSONDict) -> SyncMessage:
         replica_id=_string(raw, "replicaId"),
         timestamp=_string(raw, "timestamp"),
         operations=_operations(raw, "operations"),
-        baselines=_baselines(raw, "baselines"),
+        baselines=_records(raw, "baselines"),
         since=since,
         # A missing `since` claims history, like the reference server treats it (spec 11.1/18).
         since_is_null="since" in raw and since is None,
@@ -150,28 +150,24 @@ def _list(raw: JSONDict, key: str) -> list[Any]:
 
 
 def _operations(raw: JSONDict, key: str) -> list[JSONDict]:
-    operations = _list(raw, key)
+    operations = _records(raw, key)
     for index, operation in enumerate(operations):
-        where = f"{key}[{index}]"
-        if not isinstance(operation, dict):
-            raise bad_request(f"{where} must be an object")
-        _check_string(operation, "oid", where)
-        _check_string(operation, "timestamp", where)
         data = operation.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("op"), str):
-            raise bad_request(f"{where}.data must be a patch object with a string 'op'")
+            raise bad_request(f"{key}[{index}].data must be a patch object with a string 'op'")
     return operations
 
 
-def _baselines(raw: JSONDict, key: str) -> list[JSONDict]:
-    baselines = _list(raw, key)
-    for index, baseline in enumerate(baselines):
+def _records(raw: JSONDict, key: str) -> list[JSONDict]:
+    """A list of objects that each name an ``oid`` and a ``timestamp``."""
+    records = _list(raw, key)
+    for index, record in enumerate(records):
         where = f"{key}[{index}]"
-        if not isinstance(baseline, dict):
+        if not isinstance(record, dict):
             raise bad_request(f"{where} must be an object")
-        _check_string(baseline, "oid", where)
-        _check_string(baseline, "timestamp", where)
-    return baselines
+        _check_string(record, "oid", where)
+        _check_string(record, "timestamp", where)
+    return records
 
 
 def _check_string(item: JSONDict, key: str, where: str) -> None:
