@@ -448,16 +448,8 @@ class Transaction:
         """
         previous = self.get_file(info.library_id, info.file_id)
         self._db.execute(
-            f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            (
-                info.library_id,
-                info.file_id,
-                info.upload_id,
-                info.name,
-                info.type,
-                info.size,
-                info.uploaded_at_ms,
-            ),
+            f"INSERT OR REPLACE INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _file_values(info, pending_delete_at_ms=None),
         )
         return previous
 
@@ -465,16 +457,7 @@ class Transaction:
         """Put back a row a sweep claimed but could not delete, unless the file came back."""
         self._db.execute(
             f"INSERT OR IGNORE INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                info.library_id,
-                info.file_id,
-                info.upload_id,
-                info.name,
-                info.type,
-                info.size,
-                info.uploaded_at_ms,
-                info.pending_delete_at_ms,
-            ),
+            _file_values(info, pending_delete_at_ms=info.pending_delete_at_ms),
         )
 
     def mark_files_unreferenced(
@@ -530,6 +513,20 @@ class Transaction:
 
 
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
+
+
+def _file_values(info: FileInfo, *, pending_delete_at_ms: int | None) -> tuple[Any, ...]:
+    """A files row in ``_FILE_COLUMNS`` order."""
+    return (
+        info.library_id,
+        info.file_id,
+        info.upload_id,
+        info.name,
+        info.type,
+        info.size,
+        info.uploaded_at_ms,
+        pending_delete_at_ms,
+    )
 
 
 def _file(row: tuple[Any, ...]) -> FileInfo:
