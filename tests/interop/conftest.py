@@ -161,9 +161,10 @@ class LiveServer:
         workers: int = 1,
         env: dict[str, str] | None = None,
         port: int = 0,
+        gunicorn_args: tuple[str, ...] = (),
     ) -> None:
         """``port``: a port chosen beforehand (e.g. for hosts that name each other), else a free
-        one at each start."""
+        one at each start; ``gunicorn_args``: more options for gunicorn."""
         self.workdir = workdir
         self.target = target
         self.workers = workers
@@ -171,6 +172,7 @@ class LiveServer:
         self.database_file = workdir / "verdant.sqlite3"
         self.log_file = workdir / f"server-{target}.log"
         self.fixed_port = port
+        self.gunicorn_args = gunicorn_args
         self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -206,6 +208,7 @@ class LiveServer:
                 "--graceful-timeout", "3",
                 "--access-logfile", "-",
                 "--error-logfile", "-",
+                *self.gunicorn_args,
                 "tests.interop.server_app:create_app()",
             ]  # fmt: skip
             cwd = SERVER_ROOT

@@ -39,7 +39,16 @@ class Cluster(LiveServer):
         port: int = 0,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        super().__init__(workdir, "flask", workers=workers, env=env, port=port)
+        # No HTTP keep-alive: a client's idle connection to a stopped worker would hold its next
+        # request (e.g. the token fetch) until that worker continues, defeating the steering.
+        super().__init__(
+            workdir,
+            "flask",
+            workers=workers,
+            env=env,
+            port=port,
+            gunicorn_args=("--keep-alive", "0"),
+        )
 
     def start(self, timeout: float = 60.0) -> None:
         super().start(timeout)
