@@ -17,11 +17,12 @@ import requests
 from flask_verdant import TokenProvider
 from flask_verdant.testing import HybridClock
 from tests.interop.conftest import TOKEN_SECRET
-from tests.interop.driver import Client, NodeDriver
+from tests.interop.driver import Client, NodeDriver, wait_until
 
 from .cluster import Cluster
 
 Doc = dict[str, Any]
+CONVERGE_TIMEOUT = 30.0
 
 
 def make_doc(prefix: str, i: int) -> Doc:
@@ -66,6 +67,20 @@ def open_on(
         with cluster.only(pid):
             client = open_client()
     return client
+
+
+def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> list[Doc]:
+    def converged() -> list[Doc] | None:
+        states = [c.read() for c in clients]
+        return states[0] if all(s == states[0] for s in states) else None
+
+    def describe() -> str:
+        return "\n".join(f"{c.name} {c.status()}: {json.dumps(c.read())[:800]}" for c in clients)
+
+    result: list[Doc] = wait_until(
+        converged, timeout, message=lambda: "replicas did not converge\n" + describe()
+    )
+    return result
 
 
 def last_seq(driver: NodeDriver) -> int:

@@ -11,7 +11,6 @@ the log says what to set.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from tests.interop.driver import Client, NodeDriver, wait_until
 from .cluster import Cluster
 from .conftest import KEEPALIVE_SECONDS, MakeCluster
 from .helpers import (
-    Doc,
+    CONVERGE_TIMEOUT,
     last_seq,
     make_doc,
     open_on,
@@ -36,12 +35,11 @@ from .helpers import (
     sync_body,
     token_for,
     upgrade,
+    wait_converged,
 )
 from .redis_server import RedisServer
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
-
-CONVERGE_TIMEOUT = 30.0
 
 
 def spread(
@@ -63,20 +61,6 @@ def spread(
 
 def everyone(placed: dict[int, list[Client]]) -> list[Client]:
     return [client for clients in placed.values() for client in clients]
-
-
-def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> list[Doc]:
-    def converged() -> list[Doc] | None:
-        states = [c.read() for c in clients]
-        return states[0] if all(s == states[0] for s in states) else None
-
-    def describe() -> str:
-        return "\n".join(f"{c.name} {c.status()}: {json.dumps(c.read())[:800]}" for c in clients)
-
-    result: list[Doc] = wait_until(
-        converged, timeout, message=lambda: "replicas did not converge\n" + describe()
-    )
-    return result
 
 
 def wait_all_hold(clients: list[Client], ids: set[str], timeout: float = CONVERGE_TIMEOUT) -> None:
