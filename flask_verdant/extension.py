@@ -103,3 +103,7 @@ class Verdant:
 
     def get_library_presence(self, library_id: str) -> dict[str, Any]:
         return self._server().library_presence(library_id)
+
+    def refresh_profile(self, user_id: str) -> None:
+        """The host changed a user's profile: every worker loads it again before next use."""
+        self._server().refresh_profile(user_id)

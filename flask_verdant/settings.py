@@ -29,6 +29,8 @@ class Settings:
     max_file_bytes: int = 100 * 1024 * 1024
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
+    message_queue: str = ""  # redis://host:port/db shared by every worker; "" for one process
+    message_queue_prefix: str = "verdant"  # Redis keys and channel; one per deployment
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -80,6 +82,8 @@ class Settings:
             max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
+            message_queue=str(pick("message_queue", "") or ""),
+            message_queue_prefix=str(pick("message_queue_prefix", cls.message_queue_prefix)),
         )
 
 
