@@ -20,6 +20,7 @@ from .engine import EngineSettings, SyncEngine
 from .errors import ErrorCode, VerdantError
 from .files import FileStorage
 from .files.service import FileService
+from .hosts import HostMap
 from .hub import Connection, Hub, Member
 from .locks import LibraryLocks
 from .messages import AckMessage, ClientMessage, OpMessage, PresenceUpdateMessage, SyncMessage
@@ -76,6 +77,7 @@ class SyncServer:
         self.presence = self.broker.presence
         self.profiles = ProfileCache(profiles)
         self.hub = Hub(self.identity)
+        self.hosts = HostMap(settings.hosts, settings.host_url)
         self.locks = LibraryLocks()
         self.verifier = TokenVerifier(settings.token_secret)
         self.engine = SyncEngine(
@@ -105,7 +107,8 @@ class SyncServer:
 
     def admit(self, library_id: str) -> None:
         """Called before serving a request for a library: this process's machinery runs, and
-        the request is refused if the database is served split."""
+        the request is refused if another host owns the library or the database is split."""
+        self.hosts.check(library_id)
         self.coordinator.start()
         self.coordination.wake()
         self.broker.start(self.hub.deliver, self.coordinator.poll_events, self._resync)
