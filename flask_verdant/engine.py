@@ -35,7 +35,7 @@ from .messages import (
 )
 from .nonce import encode_nonce
 from .outbox import Broadcast, Envelope, Reply
-from .presence import PresenceRegistry
+from .presence import PresenceStore
 from .profiles import ProfileCache
 from .snapshots import FileDescriber, hydrate
 from .storage import Database, OperationsJSON, ReplicaRecord, Transaction
@@ -55,7 +55,7 @@ class SyncEngine:
     def __init__(
         self,
         database: Database,
-        presence: PresenceRegistry,
+        presence: PresenceStore,
         profiles: ProfileCache,
         settings: EngineSettings,
         clock: Callable[[], float] = time.time,

@@ -20,6 +20,7 @@ class ErrorCode(IntEnum):
     FORBIDDEN = 4030
     NOT_FOUND = 4040
     METHOD_NOT_ALLOWED = 4050
+    MISDIRECTED = 4210
     TOO_LARGE = 4130
     UNEXPECTED = 5000
     NO_FILE_STORAGE = 5011
@@ -29,10 +30,13 @@ class ErrorCode(IntEnum):
 class VerdantError(Exception):
     """A failure that is reported to the client as ``{"code", "message"}``."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details or {}
 
     @property
     def http_status(self) -> int:
@@ -40,7 +44,7 @@ class VerdantError(Exception):
         return status if status < 600 else 500
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": int(self.code), "message": self.message}
+        return {"code": int(self.code), "message": self.message, **self.details}
 
 
 def bad_request(message: str) -> VerdantError:

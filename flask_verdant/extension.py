@@ -103,3 +103,15 @@ class Verdant:
 
     def get_library_presence(self, library_id: str) -> dict[str, Any]:
         return self._server().library_presence(library_id)
+
+    def refresh_profile(self, user_id: str) -> None:
+        """The host changed a user's profile: every worker loads it again before next use."""
+        self._server().refresh_profile(user_id)
+
+    def sync_url_for(self, library_id: str) -> str | None:
+        """The sync URL of the host that owns the library (``VERDANT_HOSTS``), else None.
+
+        Put it in the token (``TokenProvider.get_token(sync_endpoint=...)``): the client syncs
+        where its token's ``url`` claim says.
+        """
+        return self._server().hosts.sync_url_for(library_id)

@@ -96,15 +96,16 @@ def sync_view() -> Response:
         wait = preferred_wait(
             request.headers.getlist("Prefer"), server.settings.long_poll_max_seconds
         )
+        server.admit(sender.library_id)
         messages = _read_messages(server.settings.max_message_bytes)
         connection = RequestConnection()
-        server.hub.register(sender.library_id, connection)
+        member = server.connect(sender, connection, lasting=False)
         try:
-            server.process(sender, connection, messages)
+            server.process(sender, member, messages)
             if wait:
                 connection.listen(wait, _disconnect_probe(request.environ))
         finally:
-            server.hub.unregister(sender.library_id, connection)
+            server.disconnect(sender, member)
     except VerdantError as error:
         return error_response(error)
     except Exception:

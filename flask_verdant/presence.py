@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -26,7 +26,7 @@ class _ReplicaPresence:
     profile: Any
     updated_at: float
     expires_at: float
-    owner: object | None = None
+    owner: str | None = None
 
     def expired(self, now: float) -> bool:
         return self.owner is None and self.expires_at <= now
@@ -52,7 +52,46 @@ class Departure:
         return {"type": "presence-offline", "replicaId": self.replica_id, "userId": self.user_id}
 
 
+class PresenceStore(Protocol):
+    """Presence as every process of a deployment sees it; ``owner`` is a connection id (hub).
+
+    Implementations: ``PresenceRegistry`` (this process's memory, for one worker) and
+    ``redis_presence.RedisPresence`` (shared by workers). Each departure is reported by exactly
+    one call, in one process, so exactly one ``presence-offline`` goes out per departure.
+    """
+
+    keepalive_seconds: float
+
+    def update(
+        self,
+        library_id: str,
+        replica_id: str,
+        user_id: str,
+        presence: Any,
+        profile: Any,
+        now: float,
+    ) -> dict[str, Any]: ...
+
+    def refresh(self, library_id: str, replica_id: str, now: float) -> None: ...
+
+    def claim(self, library_id: str, replica_id: str, owner: str | None, now: float) -> None: ...
+
+    def release(self, library_id: str, owner: str) -> list[Departure]: ...
+
+    def sweep(self, now: float) -> list[Departure]:
+        """Drop unowned replicas whose keepalive ran out (and, shared, those of dead workers)."""
+
+    def peers(self, library_id: str) -> dict[str, dict[str, Any]]: ...
+
+    def clear(self, library_id: str) -> None: ...
+
+    def watching(self) -> bool:
+        """Whether the sweeper still has anything to do."""
+
+
 class PresenceRegistry:
+    """The presence of one process, in memory."""
+
     def __init__(self, keepalive_seconds: float = 30.0) -> None:
         self.keepalive_seconds = keepalive_seconds
         self._libraries: dict[str, dict[str, _ReplicaPresence]] = {}
@@ -81,18 +120,19 @@ class PresenceRegistry:
             if entry is not None:
                 entry.expires_at = now + self.keepalive_seconds
 
-    def claim(self, library_id: str, replica_id: str, owner: object | None) -> None:
+    def claim(self, library_id: str, replica_id: str, owner: str | None, now: float) -> None:
         """Record which connection (``None``: none that lasts) the replica last spoke on."""
         with self._lock:
             entry = self._libraries.get(library_id, {}).get(replica_id)
             if entry is not None:
                 entry.owner = owner
+                entry.expires_at = now + self.keepalive_seconds
 
     def remove(self, library_id: str, replica_id: str) -> Departure | None:
         with self._lock:
             return self._remove(library_id, replica_id)
 
-    def release(self, library_id: str, owner: object) -> list[Departure]:
+    def release(self, library_id: str, owner: str) -> list[Departure]:
         """Drop the replicas a closed connection owns; report the users that left with them."""
         with self._lock:
             owned = [
@@ -114,24 +154,16 @@ class PresenceRegistry:
             return None
         return Departure(library_id, replica_id, entry.user_id)
 
-    def expired_libraries(self, now: float) -> list[str]:
-        """The libraries holding a replica whose keepalive ran out."""
-        with self._lock:
-            return [
-                library_id
-                for library_id, replicas in self._libraries.items()
-                if any(entry.expired(now) for entry in replicas.values())
-            ]
-
-    def expire(self, library_id: str, now: float) -> list[Departure]:
-        """Drop a library's unowned replicas whose keepalive ran out; report who left."""
+    def sweep(self, now: float) -> list[Departure]:
+        """Drop unowned replicas whose keepalive ran out; report who left."""
         with self._lock:
             expired = [
-                replica_id
-                for replica_id, entry in self._libraries.get(library_id, {}).items()
+                (library_id, replica_id)
+                for library_id, replicas in self._libraries.items()
+                for replica_id, entry in replicas.items()
                 if entry.expired(now)
             ]
-            departures = [self._remove(library_id, replica_id) for replica_id in expired]
+            departures = [self._remove(library, replica) for library, replica in expired]
         return [departure for departure in departures if departure is not None]
 
     def peers(self, library_id: str) -> dict[str, dict[str, Any]]:
@@ -148,9 +180,8 @@ class PresenceRegistry:
         with self._lock:
             self._libraries.pop(library_id, None)
 
-    def libraries(self) -> list[str]:
-        with self._lock:
-            return list(self._libraries)
+    def watching(self) -> bool:
+        return bool(len(self))
 
     def __len__(self) -> int:
         """How many replicas are present, across libraries."""

@@ -50,6 +50,11 @@ class ProfileCache:
                 self._entries.popitem(last=False)
         return profile
 
+    def forget(self, user_id: str) -> None:
+        """The host changed this user's profile: load it again next time."""
+        with self._lock:
+            self._entries.pop(user_id, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -1,4 +1,9 @@
-"""The runtime behind the transports: authentication, per-library serialization, delivery."""
+"""The runtime behind the transports: authentication, per-library serialization, delivery.
+
+One ``SyncServer`` per app and process. Its connections live in the ``hub``; what crosses
+processes goes through the ``broker`` (broadcasts, presence) and the database
+(``coordination``: eviction, profile changes, the serving processes).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,20 @@ import logging
 import time
 from typing import Any
 
+from . import json_codec
 from .background import BackgroundLoop
+from .broker import Broker, LocalBroker, ProcessIdentity
 from .compaction import CompactionResult
+from .coordination import EVICT_LIBRARY, EVICT_USER, PROFILE_CHANGED, Coordinator, Event
 from .engine import EngineSettings, SyncEngine
+from .errors import ErrorCode, VerdantError
 from .files import FileStorage
 from .files.service import FileService
-from .hub import Connection, Hub
+from .hosts import HostMap
+from .hub import Connection, Hub, Member
 from .locks import LibraryLocks
-from .messages import AckMessage, ClientMessage, OpMessage, SyncMessage
-from .presence import PresenceRegistry
+from .messages import AckMessage, ClientMessage, OpMessage, PresenceUpdateMessage, SyncMessage
+from .outbox import Broadcast, Envelope
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
@@ -22,6 +32,26 @@ from .storage import Database
 from .tokens import TokenInfo, TokenVerifier
 
 logger = logging.getLogger("flask_verdant")
+
+# Messages that write: their broadcasts are published inside their transaction (see ``broker``).
+_WRITES = (SyncMessage, OpMessage, AckMessage)
+
+
+def make_broker(settings: Settings, identity: ProcessIdentity) -> Broker:
+    if settings.message_queue:
+        try:
+            from .redis_broker import RedisBroker
+        except ImportError as exc:
+            raise RuntimeError(
+                "VERDANT_MESSAGE_QUEUE needs redis-py: pip install 'flask-verdant[redis]'"
+            ) from exc
+        return RedisBroker(
+            settings.message_queue,
+            settings.presence_keepalive_seconds,
+            identity,
+            settings.message_queue_prefix,
+        )
+    return LocalBroker(settings.presence_keepalive_seconds)
 
 
 class SyncServer:
@@ -42,9 +72,12 @@ class SyncServer:
             delete_after_seconds=settings.file_delete_after,
             sweep_interval_seconds=settings.file_sweep_interval,
         )
-        self.presence = PresenceRegistry(settings.presence_keepalive_seconds)
+        self.identity = ProcessIdentity()
+        self.broker = make_broker(settings, self.identity)
+        self.presence = self.broker.presence
         self.profiles = ProfileCache(profiles)
-        self.hub = Hub()
+        self.hub = Hub(self.identity)
+        self.hosts = HostMap(settings.hosts, settings.host_url)
         self.locks = LibraryLocks()
         self.verifier = TokenVerifier(settings.token_secret)
         self.engine = SyncEngine(
@@ -52,6 +85,12 @@ class SyncServer:
             self.presence,
             self.profiles,
             EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
+        )
+        self.coordinator = Coordinator(
+            self.database, self.identity, self.broker.description, self._apply_event
+        )
+        self.coordination = BackgroundLoop(
+            self.coordinator.step, interval=0.5, name="verdant-coordinator"
         )
         self.sweeper = BackgroundLoop(
             self.expire_presence,
@@ -66,34 +105,72 @@ class SyncServer:
         """``remember`` for a client that sends the token again and again (HTTP sync)."""
         return self.verifier.verify(token, remember=remember)
 
-    def process(
-        self,
-        sender: TokenInfo,
-        connection: Connection,
-        messages: list[ClientMessage],
-        *,
-        owner: object | None = None,
-    ) -> None:
+    def admit(self, library_id: str) -> None:
+        """Called before serving a request for a library: this process's machinery runs, and
+        the request is refused if another host owns the library or the database is split."""
+        self.hosts.check(library_id)
+        self.coordinator.start()
+        self.coordination.wake()
+        self.broker.start(self.hub.deliver, self.coordinator.poll_events, self._resync)
+        if self.broker.spans_processes:
+            self.sweeper.wake()  # it also beats for this worker in the shared presence
+        refusal = self.coordinator.refusal()
+        if refusal is not None:
+            raise refusal
+
+    def connect(self, sender: TokenInfo, connection: Connection, *, lasting: bool) -> Member:
+        """Register a connection in its library; ``lasting`` for a websocket."""
+        return self.hub.register(sender.library_id, sender.user_id, connection, lasting=lasting)
+
+    def process(self, sender: TokenInfo, member: Member, messages: list[ClientMessage]) -> None:
         """Handle one batch in order under the library's lock, delivering as it goes.
 
-        ``owner`` is the lasting connection (a websocket) the batch arrived on, if any: the
-        replicas it speaks for leave presence when that connection closes. A batch without one
-        came in an HTTP request, so the engine's pull rules apply to it.
+        A message's broadcasts are published before its transaction commits (see ``broker``);
+        its replies reach the sender after. A batch on a lasting connection (a websocket) makes
+        the replicas it speaks for present while that connection is open; one on an HTTP
+        request follows the engine's pull rules.
         """
         library_id = sender.library_id
+        pull = not member.lasting
         with self.locks.hold(library_id):
             self.engine.check_ownership(sender, messages)
             for message in messages:
-                envelopes = self.engine.handle(sender, message, pull=owner is None)
-                if message.replica_id:
-                    self.presence.claim(library_id, message.replica_id, owner)
-                self.hub.deliver(library_id, connection, envelopes)
-        if self.presence:
+                if isinstance(message, _WRITES):
+                    with self.database.write():
+                        envelopes = self.engine.handle(sender, message, pull=pull)
+                        replies = self._publish(library_id, member, envelopes)
+                else:
+                    envelopes = self.engine.handle(sender, message, pull=pull)
+                    replies = self._publish(library_id, member, envelopes)
+                replica_id = message.replica_id
+                if replica_id and (
+                    isinstance(message, PresenceUpdateMessage)
+                    or replica_id not in member.replica_ids
+                ):
+                    member.replica_ids.add(replica_id)
+                    owner = member.id if member.lasting else None
+                    self.presence.claim(library_id, replica_id, owner, time.time())
+                for reply in replies:
+                    member.send(reply)
+        if self.presence.watching():
             self.sweeper.wake()
         if not self.settings.disable_rebasing and any(
-            isinstance(message, (OpMessage, SyncMessage, AckMessage)) for message in messages
+            isinstance(message, _WRITES) for message in messages
         ):
             self.compactions.schedule(library_id)
+
+    def _publish(self, library_id: str, member: Member, envelopes: list[Envelope]) -> list[str]:
+        """Publish the broadcasts; return what the sender gets, in emission order."""
+        replies: list[str] = []
+        for envelope in envelopes:
+            payload = json_codec.dumps(envelope.message)
+            if isinstance(envelope, Broadcast):
+                self.broker.publish(library_id, payload, member.id)
+                if envelope.include_sender:
+                    replies.append(payload)
+            else:
+                replies.append(payload)
+        return replies
 
     def compact(self, library_id: str) -> CompactionResult:
         """Run compaction passes until nothing more can be folded; for the CLI and tests."""
@@ -111,6 +188,8 @@ class SyncServer:
                 return total
 
     def _compaction_pass(self, library_id: str) -> bool:
+        if not self.broker.claim_compaction(library_id, self.settings.compaction_delay_seconds):
+            return False  # another process runs this burst's pass
         with self.locks.hold(library_id):
             result = self.engine.compact_library(library_id, self.settings.compaction_batch_size)
         if result.folded_operations or result.quarantined:
@@ -122,32 +201,71 @@ class SyncServer:
             )
         return result.has_more
 
-    def disconnect(self, sender: TokenInfo, owner: object) -> None:
-        """A lasting connection closed: its replicas leave, and their users if it was the last."""
+    def disconnect(self, sender: TokenInfo, member: Member) -> None:
+        """A connection closed: its replicas leave, and their users if it was the last."""
+        self.hub.unregister(member)
+        if not member.lasting:
+            return
         library_id = sender.library_id
         with self.locks.hold(library_id):
-            for departure in self.presence.release(library_id, owner):
-                self.hub.publish(library_id, departure.message())
+            for departure in self.presence.release(library_id, member.id):
+                self._announce(library_id, departure.message())
 
     def expire_presence(self) -> bool:
         """Announce users whose replicas stopped refreshing; say whether anyone is left."""
-        for library_id in self.presence.expired_libraries(time.time()):
-            with self.locks.hold(library_id):
-                for departure in self.presence.expire(library_id, time.time()):
-                    self.hub.publish(library_id, departure.message())
-        return bool(self.presence)
+        for departure in self.presence.sweep(time.time()):
+            self._announce(departure.library_id, departure.message())
+        return self.presence.watching()
+
+    def _resync(self) -> None:
+        closed = self.hub.close_lasting()
+        logger.info("Closed %d websockets so their clients catch up through sync", closed)
+
+    def _announce(self, library_id: str, message: dict[str, Any]) -> None:
+        self.broker.publish(library_id, json_codec.dumps(message), None)
+
+    # administration: applied here, and through the events table in every other process
 
     def evict_library(self, library_id: str) -> None:
         with self.locks.hold(library_id):
-            self.engine.evict_library(library_id)
+            with self.database.write():
+                self.engine.evict_library(library_id)
+                self.coordinator.record(EVICT_LIBRARY, library_id)
             # Connected replicas reconnect, are asked for their history and restore the library.
             self.hub.close_library(library_id)
+        self.broker.announce_events()
         self.files.evict(library_id)
         logger.info("Evicted library %s", library_id)
 
     def evict_user(self, library_id: str, user_id: str) -> int:
         with self.locks.hold(library_id):
-            return self.engine.evict_user(library_id, user_id)
+            with self.database.write():
+                removed = self.engine.evict_user(library_id, user_id)
+                self.coordinator.record(EVICT_USER, library_id, user_id)
+            self.hub.close_user(library_id, user_id)
+        self.broker.announce_events()
+        return removed
+
+    def refresh_profile(self, user_id: str) -> None:
+        """Forget a user's cached profile here and in every other process."""
+        self.coordinator.record(PROFILE_CHANGED, "", user_id)
+        self.profiles.forget(user_id)
+        self.broker.announce_events()
+
+    def _apply_event(self, event: Event) -> None:
+        """Another process changed something this process holds in memory."""
+        if event.kind == EVICT_LIBRARY:
+            with self.locks.hold(event.library_id):
+                self.presence.clear(event.library_id)
+                closed = self.hub.close_library(event.library_id)
+            logger.info(
+                "Library %s was evicted elsewhere: closed %d connections", event.library_id, closed
+            )
+        elif event.kind == EVICT_USER and event.user_id is not None:
+            with self.locks.hold(event.library_id):
+                self.hub.close_user(event.library_id, event.user_id)
+        elif event.kind == PROFILE_CHANGED and event.user_id is not None:
+            self.profiles.forget(event.user_id)
 
     def library_info(self, library_id: str) -> dict[str, Any]:
         return self.engine.library_info(library_id)
@@ -159,8 +277,20 @@ class SyncServer:
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
 
+    def ready(self) -> VerdantError | None:
+        """Why this process cannot serve now (readiness), or None."""
+        refusal = self.coordinator.refusal()
+        if refusal is not None:
+            return refusal
+        if not self.broker.ready():
+            return VerdantError(ErrorCode.UNAVAILABLE, "The message queue is unreachable")
+        return None
+
     def close(self) -> None:
+        self.coordinator.leave()
+        self.coordination.stop()
         self.files.close()
         self.sweeper.stop()
         self.compactions.cancel()
+        self.broker.close()
         self.database.close()

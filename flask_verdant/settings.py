@@ -29,6 +29,10 @@ class Settings:
     max_file_bytes: int = 100 * 1024 * 1024
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
+    message_queue: str = ""  # redis://host:port/db shared by every worker; "" for one process
+    message_queue_prefix: str = "verdant"  # Redis keys and channel; one per deployment
+    hosts: tuple[str, ...] = ()  # every host's sync URL, when libraries are spread over hosts
+    host_url: str = ""  # this host's own sync URL, one of ``hosts``
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -80,7 +84,26 @@ class Settings:
             max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
+            message_queue=str(pick("message_queue", "") or ""),
+            message_queue_prefix=str(pick("message_queue_prefix", cls.message_queue_prefix)),
+            **_hosts(pick("hosts", ()), str(pick("host_url", "") or "")),
         )
+
+
+def _hosts(hosts: Any, host_url: str) -> dict[str, Any]:
+    """``VERDANT_HOSTS`` as a list or as comma-separated text, checked against ``HOST_URL``."""
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    urls = tuple(str(url).strip().rstrip("/") for url in hosts if str(url).strip())
+    host_url = host_url.strip().rstrip("/")
+    if urls and host_url not in urls:
+        raise RuntimeError(
+            "VERDANT_HOST_URL must be this host's sync URL, one of VERDANT_HOSTS "
+            f"({', '.join(urls)}); it is {host_url!r}"
+        )
+    if host_url and not urls:
+        raise RuntimeError("VERDANT_HOST_URL needs VERDANT_HOSTS, the sync URLs of every host")
+    return {"hosts": urls, "host_url": host_url}
 
 
 def _seconds(value: Any) -> float:

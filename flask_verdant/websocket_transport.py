@@ -35,6 +35,7 @@ from wsproto.utilities import LocalProtocolError
 from . import json_codec
 from .errors import ErrorCode, VerdantError
 from .http_transport import error_response, request_token
+from .hub import Member
 from .messages import parse_message
 from .server import SyncServer
 from .settings import Settings
@@ -89,6 +90,7 @@ def _authenticate_upgrade(throttle: RefusalThrottle) -> Response | None:
     token = request_token(request)
     try:
         g.verdant_sender = server.authenticate(token)
+        server.admit(g.verdant_sender.library_id)
     except VerdantError as error:
         repeated = throttle.refused(token or "")
         if repeated:
@@ -108,17 +110,20 @@ def _sync_socket(ws: Any, throttle: RefusalThrottle) -> None:
     connection = SocketConnection(
         ws, settings.websocket_queue_size, settings.websocket_ping_seconds or 30.0
     )
-    server.hub.register(sender.library_id, connection)
+    member = server.connect(sender, connection, lasting=True)
     try:
-        _serve(server, sender, connection, throttle)
+        _serve(server, sender, member, connection, throttle)
     finally:
-        server.hub.unregister(sender.library_id, connection)
         connection.close()
-        server.disconnect(sender, connection)
+        server.disconnect(sender, member)
 
 
 def _serve(
-    server: SyncServer, sender: TokenInfo, connection: SocketConnection, throttle: RefusalThrottle
+    server: SyncServer,
+    sender: TokenInfo,
+    member: Member,
+    connection: SocketConnection,
+    throttle: RefusalThrottle,
 ) -> None:
     ws = connection.ws
     while True:
@@ -128,7 +133,7 @@ def _serve(
             if getattr(ws, "incoming_message_len", 0) > server.settings.max_message_bytes:
                 logger.warning("Closed the websocket of %s: frame too large", _who(sender))
             return
-        refusal = _handle_frame(server, sender, connection, frame)
+        refusal = _handle_frame(server, sender, member, frame)
         if refusal is not None:
             code, reason = refusal
             # The client reconnects at once and will likely send the same thing again.
@@ -148,7 +153,7 @@ def _serve(
 
 
 def _handle_frame(
-    server: SyncServer, sender: TokenInfo, connection: SocketConnection, frame: str | bytes
+    server: SyncServer, sender: TokenInfo, member: Member, frame: str | bytes
 ) -> tuple[int, str] | None:
     """Process one frame; return the close code and reason if the socket must be closed."""
     try:
@@ -157,7 +162,7 @@ def _handle_frame(
         return CloseReason.UNSUPPORTED_DATA, "Frames must hold one JSON message"
     try:
         message = parse_message(raw)
-        server.process(sender, connection, [message], owner=connection)
+        server.process(sender, member, [message])
     except VerdantError as error:
         if error.code == ErrorCode.FORBIDDEN:
             return CloseReason.POLICY_VIOLATION, "Replica belongs to another user"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from flask_verdant import Verdant
 from flask_verdant.testing import VerdantTestClient
 
 from .helpers import SECRET
+from .redis_helpers import RedisServer
 
 
 @pytest.fixture
@@ -42,3 +43,11 @@ def replica(app: Flask) -> Callable[..., VerdantTestClient]:
         return VerdantTestClient(app, library_id=library_id, user_id=user_id, **options)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests that share it use their own keys."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

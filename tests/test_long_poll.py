@@ -61,7 +61,7 @@ class Poll(threading.Thread):
 
 def listening(live: Live, count: int = 1) -> None:
     hub = sync_server(live[0]).hub
-    wait_for(lambda: len(hub.connections("lib")) == count)
+    wait_for(lambda: len(hub.members("lib")) == count)
 
 
 @pytest.mark.parametrize(

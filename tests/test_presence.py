@@ -45,32 +45,29 @@ def test_a_user_leaves_only_with_their_last_replica() -> None:
 def test_expiry_is_per_library_and_reports_each_departure_once() -> None:
     registry = registry_with(("a", "r1", "alice"), ("b", "r2", "bob"), now=0)
     registry.refresh("b", "r2", now=20)
-    assert registry.expired_libraries(now=31) == ["a"]
-    assert registry.expire("a", now=31) == [Departure("a", "r1", "alice")]
-    assert registry.expire("a", now=31) == []
-    assert registry.expire("b", now=31) == []
-    assert len(registry) == 1
+    assert registry.sweep(now=31) == [Departure("a", "r1", "alice")]
+    assert registry.sweep(now=31) == []
+    assert set(registry.peers("b")) == {"bob"}
+    assert registry.peers("a") == {}
 
 
 def test_a_closed_connection_releases_only_what_it_still_owns() -> None:
-    old_socket, new_socket = object(), object()
+    old_socket, new_socket = "w:1", "w:2"
     registry = registry_with(("lib", "r1", "alice"), ("lib", "r2", "bob"))
-    registry.claim("lib", "r1", old_socket)
-    registry.claim("lib", "r2", old_socket)
-    registry.claim("lib", "r2", new_socket)  # bob reconnected before the old socket was noticed
+    registry.claim("lib", "r1", old_socket, 0)
+    registry.claim("lib", "r2", old_socket, 0)
+    registry.claim("lib", "r2", new_socket, 0)  # bob reconnected before the old socket was noticed
     assert registry.release("lib", old_socket) == [Departure("lib", "r1", "alice")]
     assert set(registry.peers("lib")) == {"bob"}
     assert registry.release("lib", new_socket) == [Departure("lib", "r2", "bob")]
 
 
 def test_a_replica_on_a_socket_stays_until_the_socket_closes() -> None:
-    socket = object()
     registry = registry_with(("lib", "r1", "alice"), now=0)
-    registry.claim("lib", "r1", socket)
-    assert registry.expired_libraries(now=1000) == []
-    assert registry.expire("lib", now=1000) == []
-    registry.claim("lib", "r1", None)  # it went on over HTTP: the keepalive applies again
-    assert registry.expire("lib", now=1000) == [Departure("lib", "r1", "alice")]
+    registry.claim("lib", "r1", "w:1", 0)
+    assert registry.sweep(now=1000) == []
+    registry.claim("lib", "r1", None, 0)  # it went on over HTTP: the keepalive applies again
+    assert registry.sweep(now=1000) == [Departure("lib", "r1", "alice")]
 
 
 @pytest.fixture
@@ -83,7 +80,7 @@ def test_a_silent_pull_replica_is_announced_gone_once_after_its_keepalive(
 ) -> None:
     server = sync_server(quick_app)
     watcher = Inbox()
-    server.hub.register("lib", watcher)
+    server.hub.register("lib", "watcher", watcher, lasting=False)
     try:
         alice = VerdantTestClient(quick_app, library_id="lib", user_id="alice")
         alice.send(alice.presence_message({}), alice.sync_message())

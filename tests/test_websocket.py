@@ -132,7 +132,7 @@ def test_a_bad_token_is_refused_with_401_before_the_upgrade(
     assert response.status_code == 401
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["code"] == code
-    assert sync_server(app).hub.connections("lib") == []
+    assert sync_server(app).hub.members("lib") == []
 
 
 def test_a_client_retrying_a_refused_token_is_slowed_down(live: Live) -> None:
@@ -360,4 +360,4 @@ def test_a_recipient_that_stops_reading_does_not_delay_the_others(harness: Harne
         a.receive_until("server-ack")
     assert max(delays) < 1.0, delays
     hub = sync_server(live[0]).hub
-    wait_for(lambda: len(hub.connections("lib")) == 2)
+    wait_for(lambda: len(hub.members("lib")) == 2)

@@ -21,6 +21,7 @@ from werkzeug.wsgi import wrap_file
 from .. import json_codec
 from ..errors import ErrorCode, VerdantError, bad_request
 from ..http_transport import error_response, request_token
+from ..tokens import TokenInfo
 from .service import FileService
 
 logger = logging.getLogger("flask_verdant")
@@ -63,11 +64,19 @@ def _json_errors(view: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
+def _sender() -> TokenInfo:
+    """The request's verified token, for a library this host owns."""
+    server = current_app.extensions["verdant"]
+    sender: TokenInfo = server.authenticate(request_token(request))
+    server.hosts.check(sender.library_id)
+    return sender
+
+
 @_json_errors
 def upload_view(file_id: str) -> Response:
     files = _files()
     files.require_storage()
-    sender = current_app.extensions["verdant"].authenticate(request_token(request))
+    sender = _sender()
     files.upload(sender, file_id, request.stream, request.content_type, request.content_length)
     return _json({"success": True})
 
@@ -76,7 +85,7 @@ def upload_view(file_id: str) -> Response:
 def info_view(file_id: str) -> Response:
     files = _files()
     files.require_storage()
-    sender = current_app.extensions["verdant"].authenticate(request_token(request))
+    sender = _sender()
     info = files.get(sender, file_id)
     return _json(
         {

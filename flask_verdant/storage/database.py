@@ -2,6 +2,12 @@
 
 Writers start with ``BEGIN IMMEDIATE``: in WAL mode a deferred transaction that reads and then
 writes fails with SQLITE_BUSY at once instead of waiting for the busy timeout.
+
+Writers of one process also take a process-wide lock first. Under gevent every greenlet shares
+one OS thread, and sqlite's busy handler sleeps that thread: a greenlet that yielded inside its
+write transaction (publishing to a message queue does) would leave another greenlet's
+``BEGIN IMMEDIATE`` sleeping the whole worker until the busy timeout. Waiting on the lock
+instead yields. Across processes, sqlite's own lock orders writers.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ class Database:
         self._pool = ConnectionPool(self._connect, max_size=pool_size)
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._open = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -56,9 +64,22 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Transaction]:
-        """One atomic read-then-write unit: committed on success, rolled back on any error."""
-        with self._transaction("BEGIN IMMEDIATE") as transaction:
-            yield transaction
+        """One atomic read-then-write unit: committed on success, rolled back on any error.
+
+        A ``write()`` inside another one on the same thread (greenlet) joins it, so a caller can
+        widen a unit: the server keeps a message's transaction open while it publishes the
+        message's broadcasts.
+        """
+        current: Transaction | None = getattr(self._open, "transaction", None)
+        if current is not None:
+            yield current
+            return
+        with self._write_lock, self._transaction("BEGIN IMMEDIATE") as transaction:
+            self._open.transaction = transaction
+            try:
+                yield transaction
+            finally:
+                self._open.transaction = None
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
@@ -125,6 +146,57 @@ class Transaction:
             ("libraries", "id"),
         ):
             self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
+
+    # coordination between processes (flask_verdant.coordination)
+
+    def record_event(
+        self, kind: str, library_id: str, user_id: str | None, origin: str, now_ms: int
+    ) -> int:
+        """Append an administrative event; older ones than a day are dropped on the way."""
+        self._db.execute("DELETE FROM events WHERE createdAt < ?", (now_ms - 86_400_000,))
+        cursor = self._db.execute(
+            """INSERT INTO events (kind, libraryId, userId, origin, createdAt)
+               VALUES (?, ?, ?, ?, ?)""",
+            (kind, library_id, user_id, origin, now_ms),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def events_after(self, seq: int) -> list[tuple[int, str, str, str | None, str]]:
+        """(seq, kind, libraryId, userId, origin) of the events after ``seq``, in order."""
+        rows = self._db.execute(
+            "SELECT seq, kind, libraryId, userId, origin FROM events WHERE seq > ? ORDER BY seq",
+            (seq,),
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def last_event(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def beat_worker(self, worker_id: str, host: str, pid: int, broker: str, now_ms: int) -> None:
+        self._db.execute(
+            """INSERT INTO workers (id, host, pid, broker, startedAt, beatAt)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (id) DO UPDATE SET beatAt = excluded.beatAt""",
+            (worker_id, host, pid, broker, now_ms, now_ms),
+        )
+
+    def other_workers(
+        self, worker_id: str, beat_since_ms: int
+    ) -> list[tuple[str, str, int, str, int]]:
+        """(id, host, pid, broker, startedAt) of the other processes that beat recently."""
+        rows = self._db.execute(
+            """SELECT id, host, pid, broker, startedAt FROM workers
+               WHERE id != ? AND beatAt >= ? ORDER BY id""",
+            (worker_id, beat_since_ms),
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
+    def remove_worker(self, worker_id: str, stale_before_ms: int = 0) -> None:
+        """Forget a worker, and every worker that has not beaten since ``stale_before_ms``."""
+        self._db.execute(
+            "DELETE FROM workers WHERE id = ? OR beatAt < ?", (worker_id, stale_before_ms)
+        )
 
     # replicas
 

@@ -83,6 +83,28 @@ MIGRATIONS: list[list[str]] = [
         """CREATE INDEX files_pending_delete ON files (pendingDeleteAt)
            WHERE pendingDeleteAt IS NOT NULL""",
     ],
+    # 5: coordination between the processes sharing this file (flask_verdant.coordination):
+    #    administrative events that every serving process applies (eviction closes sockets
+    #    wherever they are), and the serving processes, so several of them without a message
+    #    queue are noticed.
+    [
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            libraryId TEXT NOT NULL,
+            userId TEXT,
+            origin TEXT NOT NULL,
+            createdAt INTEGER NOT NULL
+        )""",
+        """CREATE TABLE workers (
+            id TEXT NOT NULL PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            broker TEXT NOT NULL,
+            startedAt INTEGER NOT NULL,
+            beatAt INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
