@@ -76,11 +76,10 @@ def create_app() -> Flask:
         user_id = request.args.get("user")
         if not user_id:
             return jsonify(error="the 'user' query parameter is required"), 400
-        hosts = app.config.get("VERDANT_HOSTS")
         token = tokens.get_token(
             library_id=library_id,
             user_id=user_id,
-            sync_endpoint=verdant.sync_url_for(library_id) if hosts else request.host_url + "sync",
+            sync_endpoint=verdant.sync_url_for(library_id) or request.host_url + "sync",
         )
         return jsonify(accessToken=token)
 
