@@ -27,7 +27,17 @@ _EXPORTS = {
     "VerdantError": ".errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ErrorCode",
+    "FileInfo",
+    "FileStorage",
+    "LocalFileStorage",
+    "ReplicaType",
+    "TokenInfo",
+    "TokenProvider",
+    "Verdant",
+    "VerdantError",
+]
 
 
 def __getattr__(name: str) -> Any:
