@@ -24,11 +24,11 @@ import redis
 from . import json_codec
 from .broker import Deliver, ProcessIdentity
 from .presence import PresenceStore
-from .redis_presence import RedisPresence
+from .redis_presence import ERRORS, Outage, RedisPresence
 
 logger = logging.getLogger("flask_verdant")
 
-_ERRORS = (redis.RedisError, OSError)
+_ERRORS = ERRORS
 _DELIVER = "D"
 _EVENTS = "E"
 
@@ -48,13 +48,15 @@ class RedisBroker:
             url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=15
         )
         self._channel = f"{namespace}:bus"
-        self._presence = RedisPresence(self._redis, namespace, presence_keepalive_seconds, identity)
+        self._outage = Outage(self.description)
+        self._presence = RedisPresence(
+            self._redis, namespace, presence_keepalive_seconds, identity, outage=self._outage
+        )
         self.presence: PresenceStore = self._presence
         self._lock = threading.Lock()
         self._pid = -1
         self._stopped = threading.Event()
         self._subscribed = threading.Event()
-        self._down = False
         self._deliver: Deliver | None = None
         self._events_pending: Callable[[], None] = _nothing
         self._resync: Callable[[], None] = _nothing
@@ -79,7 +81,7 @@ class RedisBroker:
             logger.warning("Subscribing to the message queue takes long; serving anyway")
 
     def publish(self, library_id: str, payload: str, exclude: str | None) -> None:
-        if not self._down:
+        if not self._outage.down:
             frame = json_codec.dumps([_DELIVER, library_id, exclude]) + "\n" + payload
             try:
                 self._redis.publish(self._channel, frame)
@@ -118,14 +120,7 @@ class RedisBroker:
         self._redis.close()
 
     def _lost(self, error: BaseException) -> None:
-        if not self._down:
-            self._down = True
-            logger.error(
-                "Lost the message queue (%s): %s. Each worker serves its own sockets until it is "
-                "back.",
-                self.description,
-                error,
-            )
+        self._outage.lost(error)
 
     def _listen(self) -> None:
         backoff = 0.2
@@ -137,7 +132,7 @@ class RedisBroker:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._receive(message)
-                    elif self._down:
+                    elif self._outage.down:
                         self._redis.ping()
                         self._recovered()
                     backoff = 0.2
@@ -153,7 +148,7 @@ class RedisBroker:
         kind = message.get("type")
         if kind == "subscribe":
             self._subscribed.set()
-            if self._down:
+            if self._outage.down:
                 self._recovered()
             return
         data = message.get("data")
@@ -167,7 +162,6 @@ class RedisBroker:
             self._events_pending()
 
     def _recovered(self) -> None:
-        self._down = False
         logger.warning(
             "The message queue (%s) is back; resyncing this worker's clients", self.description
         )

@@ -11,18 +11,75 @@ The same rules as ``presence.PresenceRegistry``, kept where every worker sees th
 
 Every removal runs as one Lua script that deletes the entry and says whether it was the user's
 last replica, so of all the workers racing to remove it, exactly one announces the departure.
+
+While Redis is unreachable presence is not shared: reads answer empty and writes are dropped
+(``Outage``), so syncing goes on; the broker makes clients resync when Redis is back.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from . import json_codec
 from .presence import Departure
+
+logger = logging.getLogger("flask_verdant")
+
+ERRORS = (redis.RedisError, OSError)
+T = TypeVar("T")
+
+
+class Outage:
+    """Whether Redis is known to be unreachable; the first failure is logged, once."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.down = False
+
+    def lost(self, error: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            logger.error(
+                "Lost the message queue (%s): %s. Each worker serves its own sockets until it "
+                "is back.",
+                self.description,
+                error,
+            )
+
+
+def _tolerant(default: Callable[[], T]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """While Redis is down, skip the call; if it fails, record the outage. Either way answer
+    ``default()``: presence is a courtesy, syncing must go on."""
+
+    def decorate(method: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(method)
+        def wrapper(self: RedisPresence, *args: Any, **kwargs: Any) -> T:
+            if self.outage.down:
+                return default()
+            try:
+                return method(self, *args, **kwargs)
+            except ERRORS as error:
+                self.outage.lost(error)
+                return default()
+
+        return wrapper
+
+    return decorate
+
+
+def _no_departures() -> list[Departure]:
+    return []
+
+
+def _no_peers() -> dict[str, dict[str, Any]]:
+    return {}
+
 
 _REMOVE = """
 local user = redis.call('HGET', KEYS[2], ARGV[1])
@@ -68,8 +125,10 @@ class RedisPresence:
         keepalive_seconds: float,
         worker_id: Callable[[], str],
         dead_after_seconds: float = 5.0,
+        outage: Outage | None = None,
     ) -> None:
         self.keepalive_seconds = keepalive_seconds
+        self.outage = outage or Outage(f"redis presence {namespace}")
         self._redis = client
         self._ns = namespace
         self._worker_id = worker_id
@@ -101,20 +160,28 @@ class RedisPresence:
             "profile": profile,
             "replicaId": replica_id,
         }
+        self._store(library_id, replica_id, user_info, now)
+        return user_info
+
+    @_tolerant(lambda: None)
+    def _store(
+        self, library_id: str, replica_id: str, user_info: dict[str, Any], now: float
+    ) -> None:
         entry, users, owners = self._keys(library_id)
         pipe = self._redis.pipeline()
         pipe.hset(entry, replica_id, json_codec.dumps({**user_info, "updatedAt": now}))
-        pipe.hset(users, replica_id, user_id)
+        pipe.hset(users, replica_id, user_info["id"])
         pipe.hset(owners, replica_id, "")
         pipe.zadd(self._expiry, {_member(library_id, replica_id): now + self.keepalive_seconds})
         pipe.execute()
-        return user_info
 
+    @_tolerant(lambda: None)
     def refresh(self, library_id: str, replica_id: str, now: float) -> None:
         self._redis.zadd(
             self._expiry, {_member(library_id, replica_id): now + self.keepalive_seconds}, xx=True
         )
 
+    @_tolerant(lambda: None)
     def claim(self, library_id: str, replica_id: str, owner: str | None, now: float) -> None:
         _, users, owners = self._keys(library_id)
         worker = owner.rsplit(":", 1)[0] if owner else ""
@@ -128,6 +195,7 @@ class RedisPresence:
             ],
         )
 
+    @_tolerant(_no_departures)
     def release(self, library_id: str, owner: str) -> list[Departure]:
         _, _, owners = self._keys(library_id)
         held = [
@@ -137,6 +205,7 @@ class RedisPresence:
         ]
         return self._remove_all(library_id, held, "owner", owner)
 
+    @_tolerant(_no_departures)
     def sweep(self, now: float) -> list[Departure]:
         me = self._worker_id()
         self._redis.hset(self._workers, me, now)
@@ -175,6 +244,7 @@ class RedisPresence:
                 departures.append(Departure(library_id, replica_id, _text(user)))
         return departures
 
+    @_tolerant(_no_peers)
     def peers(self, library_id: str) -> dict[str, dict[str, Any]]:
         entry, _, _ = self._keys(library_id)
         latest: dict[str, dict[str, Any]] = {}
@@ -188,6 +258,7 @@ class RedisPresence:
             for user_id, info in latest.items()
         }
 
+    @_tolerant(lambda: None)
     def clear(self, library_id: str) -> None:
         entry, users, owners = self._keys(library_id)
         replicas = [_text(replica) for replica in self._redis.hkeys(users)]

@@ -298,3 +298,32 @@ def test_two_processes_racing_on_one_library_lose_and_duplicate_nothing(
         )
     assert orders == list(range(1, 301)) and last == 300
     assert per_replica == {"left": 150, "right": 150}
+
+
+def test_without_redis_each_worker_serves_its_sockets_and_clients_resync_after(
+    database_file: str, tmp_path: Path
+) -> None:
+    redis_server = RedisServer(tmp_path)
+    workers = Workers(
+        database_file,
+        {"VERDANT_MESSAGE_QUEUE": redis_server.url, "VERDANT_PRESENCE_KEEPALIVE_SECONDS": 1.0},
+    )
+    try:
+        (app1, address1), (app2, address2) = workers.serve(), workers.serve()
+        alice, alice_socket = workers.join(app1, address1, "alice")
+        _, carol_socket = workers.join(app1, address1, "carol")
+        _, bob_socket = workers.join(app2, address2, "bob")
+        redis_server.stop()
+        alice_socket.send(
+            alice.op_message(alice.operation("items/a", {"op": "set", "name": "n", "value": 1}))
+        )
+        assert receive_type(alice_socket, "server-ack")
+        assert receive_type(carol_socket, "op-re")["replicaId"] == alice.replica_id
+        redis_server.start()
+        for s in (alice_socket, carol_socket, bob_socket):
+            assert_closed(s, timeout=10)
+        bob, bob_again = workers.join(app2, address2, "bob")
+        assert of_type(bob.sync(), "sync-resp")[0]["operations"]
+    finally:
+        workers.close()
+        redis_server.stop()

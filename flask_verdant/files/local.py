@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from gevent import get_hub, monkey
-
+from ..offload import offload
 from .backend import ReadableStream
 from .names import is_safe_segment, library_directory
 from .records import FileInfo
@@ -131,10 +130,7 @@ class LocalFileStorage:
 def _fsync(descriptor: int) -> None:
     """fsync can take seconds for a large file; under gevent it runs in the hub's thread
     pool, so the worker's other connections keep being served meanwhile."""
-    if monkey.is_module_patched("socket"):
-        get_hub().threadpool.apply(os.fsync, (descriptor,))
-    else:
-        os.fsync(descriptor)
+    offload(os.fsync, descriptor)
 
 
 def _fsync_directory(directory: Path) -> None:
