@@ -37,36 +37,29 @@ def make_doc(prefix: str, i: int) -> Doc:
 
 
 def open_on(
-    cluster: Cluster,
-    pid: int | None,
-    driver: NodeDriver,
-    name: str,
-    library: str,
-    *,
-    auth_url: str | None = None,
+    cluster: Cluster, pid: int | None, driver: NodeDriver, name: str, library: str
 ) -> Client:
-    """A realtime client of user ``name`` whose websocket worker ``pid`` accepted (any if None)."""
-    user = name
-    client = None
+    """A realtime client of user ``name`` whose websocket worker ``pid`` accepted (any if None).
+
+    Its token comes from ``cluster``'s auth route; with several hosts its ``url`` claim may send
+    the client to another host."""
 
     def open_client() -> Client:
-        opened = driver.open_client(
+        client = driver.open_client(
             name,
-            auth_url=auth_url or cluster.auth_url(library, user),
-            user=user,
+            auth_url=cluster.auth_url(library, name),
+            user=name,
             library=library,
             transport="realtime",
             presence={"cursor": name},
         )
-        opened.wait_online(sync_responses=1, timeout=30)
-        return opened
+        client.wait_online(sync_responses=1, timeout=30)
+        return client
 
     if pid is None:
-        client = open_client()
-    else:
-        with cluster.only(pid):
-            client = open_client()
-    return client
+        return open_client()
+    with cluster.only(pid):
+        return open_client()
 
 
 def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> list[Doc]:

@@ -112,10 +112,8 @@ def run_together(*jobs: Callable[[], None]) -> None:
         raise errors[0]
 
 
-def redis_cluster(
-    make_cluster: MakeCluster, redis_server: RedisServer, workers: int, **env: str
-) -> Cluster:
-    return make_cluster(workers, env={"VERDANT_MESSAGE_QUEUE": redis_server.url, **env})
+def redis_cluster(make_cluster: MakeCluster, redis_server: RedisServer, workers: int) -> Cluster:
+    return make_cluster(workers, env={"VERDANT_MESSAGE_QUEUE": redis_server.url})
 
 
 # -- with Redis ----------------------------------------------------------------------------------
