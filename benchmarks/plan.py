@@ -30,7 +30,14 @@ FULL = (
     Step("http", "http", {"libraries": 4, "replicas": 4, "duration": 10, "warmup": 2}),
     Step("initial", "initial", {"operations": 20_000, "batch": 100, "joins": 3}),
     Step("idle", "idle", {"sockets": 1000, "group-size": 10, "heartbeat-ms": 15_000}, ("disk",)),
+    # what one gevent worker holds at --worker-connections 10000 (README: Deployment)
+    Step(
+        "idle-10k", "idle", {"sockets": 10_000, "group-size": 10, "heartbeat-ms": 15_000}, ("disk",)
+    ),
 )
+
+# The most websockets a step holds open to one server at once.
+MOST_SOCKETS = max(int(step.options.get("sockets", 0)) for step in FULL)
 
 QUICK = (
     Step(

@@ -58,6 +58,10 @@ METRICS = (
     Metric("idle", "heartbeat p50 ms", ("heartbeatMs", "p50")),
     Metric("idle", "heartbeat p99 ms", ("heartbeatMs", "p99")),
     Metric("idle", "seconds to connect and sync all", ("connectSeconds",)),
+    Metric("idle-10k", "KiB per idle websocket", ("kibPerConnection",)),
+    Metric("idle-10k", "heartbeat p50 ms", ("heartbeatMs", "p50")),
+    Metric("idle-10k", "heartbeat p99 ms", ("heartbeatMs", "p99")),
+    Metric("idle-10k", "seconds to connect and sync all", ("connectSeconds",)),
 )
 
 

@@ -29,10 +29,10 @@ from .plan import FULL, QUICK, STORAGES, Step
 LOADGEN = servers.ROOT / "benchmarks" / "loadgen" / "main.mjs"
 
 
-def run_workload(
-    server: servers.RunningServer, step: Step, cpu: int | None, timeout: float = 300.0
-) -> dict[str, Any]:
+def run_workload(server: servers.RunningServer, step: Step, cpu: int | None) -> dict[str, Any]:
     """Run one load generator workload against a running server; its JSON result."""
+    # 5 minutes, and more for many sockets: each takes a token request and an upgrade first
+    timeout = 300.0 + 0.2 * int(step.options.get("sockets", 0))
     argv = [*servers.pinned(cpu), "node", str(LOADGEN), step.workload, "--base", server.base]
     for name, value in step.options.items():
         argv += [f"--{name}", str(value)]
@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short workloads, one round")
     parser.add_argument("--rounds", type=int, help="rounds per server (default 2, quick 1)")
     parser.add_argument("--only", choices=["official", "flask"], help="measure one server")
+    parser.add_argument(
+        "--step", action="append", metavar="KEY",
+        help="run only this step of the plan (repeatable), e.g. --step idle-10k",
+    )  # fmt: skip
     parser.add_argument("--output", default=str(servers.ROOT / "BENCHMARKS.md"))
     parser.add_argument(
         "--write", action=argparse.BooleanOptionalAction, default=None,
@@ -84,11 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     steps = QUICK if args.quick else FULL
+    if args.step:
+        unknown = set(args.step) - {step.key for step in steps}
+        if unknown:
+            parser.error(f"no step {', '.join(sorted(unknown))} in this plan")
+        steps = tuple(step for step in steps if step.key in args.step)
     rounds = args.rounds or (1 if args.quick else 2)
     kinds = [args.only] if args.only else ["official", "flask"]
     write = (not args.quick) if args.write is None else args.write
 
     servers.ensure_installed()
+    servers.raise_open_files()
     load_before = machine.load()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="verdant-bench-logs-") as logs:

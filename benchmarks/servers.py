@@ -8,6 +8,7 @@ worker, not its master), whose resident memory the idle workload measures.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -17,10 +18,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .plan import MOST_SOCKETS
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_DIR = ROOT / "benchmarks" / "reference_server"
 SECRET = "benchmark-secret-of-at-least-32-bytes"
 NAMES = {"official": "official 2.1.2", "flask": "flask-verdant"}
+# gunicorn's gevent worker serves at most this many connections at once: the most sockets a step
+# holds, and room for the token requests and health checks around them.
+WORKER_CONNECTIONS = MOST_SOCKETS + 1024
 
 
 @dataclass
@@ -56,6 +62,25 @@ def _npm_ci(directory: Path) -> None:
     )
 
 
+def raise_open_files(needed: int = WORKER_CONNECTIONS + 1024) -> None:
+    """Let this process and the servers and load generators it starts (they inherit the limit)
+    open a file per socket: each of them holds one end of every socket of a step."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:  # only root may raise the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return
+        except (ValueError, OSError):
+            print(
+                f"open files are limited to {hard}: steps with more sockets will fail",
+                file=sys.stderr,
+            )
+            needed = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def pinned(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
@@ -72,7 +97,7 @@ def start(kind: str, database_file: Path, cpu: int | None, log: Path) -> Running
             *pinned(cpu),
             str(Path(sys.executable).with_name("gunicorn")),
             "-k", "gevent", "-w", "1",
-            "--worker-connections", "4096",
+            "--worker-connections", str(WORKER_CONNECTIONS),
             "--no-control-socket",
             "--bind", f"127.0.0.1:{port}",
             "benchmarks.flask_app:create_app()",
