@@ -8,12 +8,14 @@ from typing import Any
 
 from .background import BackgroundLoop
 from .compaction import CompactionResult
+from .delivery_order import DeliveryOrder
 from .engine import EngineSettings, SyncEngine
 from .files import FileStorage
 from .files.service import FileService
 from .hub import Connection, Hub
 from .locks import LibraryLocks
 from .messages import AckMessage, ClientMessage, OpMessage, SyncMessage
+from .outbox import Envelope
 from .presence import PresenceRegistry
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
@@ -34,7 +36,9 @@ class SyncServer:
         file_storage: FileStorage | None = None,
     ) -> None:
         self.settings = settings
-        self.database = Database(settings.database_file, pool_size=settings.pool_size)
+        self.database = Database(
+            settings.database_file, pool_size=settings.pool_size, durability=settings.durability
+        )
         self.files = FileService(
             self.database,
             file_storage,
@@ -46,6 +50,7 @@ class SyncServer:
         self.profiles = ProfileCache(profiles)
         self.hub = Hub()
         self.locks = LibraryLocks()
+        self.deliveries = DeliveryOrder()
         self.verifier = TokenVerifier(settings.token_secret)
         self.engine = SyncEngine(
             self.database,
@@ -81,13 +86,19 @@ class SyncServer:
         came in an HTTP request, so the engine's pull rules apply to it.
         """
         library_id = sender.library_id
+        envelopes: list[Envelope] = []
         with self.locks.hold(library_id):
             self.engine.check_ownership(sender, messages)
             for message in messages:
-                envelopes = self.engine.handle(sender, message, pull=owner is None)
+                envelopes += self.engine.handle(sender, message, pull=owner is None)
                 if message.replica_id:
                     self.presence.claim(library_id, message.replica_id, owner)
-                self.hub.deliver(library_id, connection, envelopes)
+            turn = self.deliveries.take(library_id)
+        # Nothing is acknowledged before it is on disk; waiting outside the lock lets the next
+        # commits share the fsync (group commit), and the turn keeps deliveries in commit order.
+        with turn:
+            self.database.wait_durable()
+            self.hub.deliver(library_id, connection, envelopes)
         if self.presence:
             self.sweeper.wake()
         if not self.settings.disable_rebasing and any(

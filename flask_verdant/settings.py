@@ -29,6 +29,7 @@ class Settings:
     max_file_bytes: int = 100 * 1024 * 1024
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
+    durability: str = "fsync"  # "os": acknowledge before the fsync (see storage.durability)
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -80,6 +81,7 @@ class Settings:
             max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
+            durability=str(pick("durability", cls.durability)),
         )
 
 

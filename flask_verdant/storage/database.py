@@ -16,6 +16,7 @@ from .. import json_codec
 from ..files.records import FileInfo
 from ..json_codec import RawJSON
 from ..tokens import ReplicaType
+from .durability import GroupCommit
 from .pool import ConnectionPool
 from .records import BaselineRow, OperationRow, OperationsJSON, ReplicaRecord
 from .schema import migrate
@@ -29,8 +30,21 @@ _REPLICA_COLUMNS = (
 class Database:
     """Owns the sqlite file: connection settings, migrations and transactions."""
 
-    def __init__(self, path: str, pool_size: int = 8, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        path: str,
+        pool_size: int = 8,
+        busy_timeout_ms: int = 10_000,
+        durability: str = "fsync",
+    ) -> None:
+        """``durability``: "fsync" makes ``wait_durable`` wait for the WAL's fsync (group
+        commit, see ``durability``); "os" returns at once, leaving commits in the OS's cache,
+        where a power loss or an OS crash can drop them."""
+        if durability not in ("fsync", "os"):
+            raise ValueError(f'durability must be "fsync" or "os", not {durability!r}')
         self.path = path
+        self.group_commit = GroupCommit(path) if durability == "fsync" else None
+        self._unsynced = threading.local()
         self._busy_timeout_ms = busy_timeout_ms
         self._pool = ConnectionPool(self._connect, max_size=pool_size)
         self._migrated = False
@@ -55,10 +69,29 @@ class Database:
             self._migrated = True
 
     @contextmanager
-    def write(self) -> Iterator[Transaction]:
-        """One atomic read-then-write unit: committed on success, rolled back on any error."""
+    def write(self, *, durable: bool = True) -> Iterator[Transaction]:
+        """One atomic read-then-write unit: committed on success, rolled back on any error.
+
+        The body must not yield to other greenlets: under gevent sqlite's busy handler sleeps
+        the whole worker, so another greenlet's ``BEGIN IMMEDIATE`` would wait for a writer that
+        cannot run. A ``durable`` commit is one the caller will acknowledge: its thread's next
+        ``wait_durable`` waits for it (``durable=False`` for what a power loss may undo).
+        """
         with self._transaction("BEGIN IMMEDIATE") as transaction:
             yield transaction
+        if durable and self.group_commit is not None:
+            self._unsynced.ticket = self.group_commit.committed()
+
+    def wait_durable(self) -> None:
+        """Return once every durable commit of this thread (greenlet) is on disk.
+
+        Call it outside any transaction and lock that commits of others need: the commits
+        that finish while an fsync is in flight share the next one.
+        """
+        ticket = getattr(self._unsynced, "ticket", 0)
+        if ticket and self.group_commit is not None:
+            self.group_commit.wait(ticket)
+            self._unsynced.ticket = 0
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
