@@ -20,9 +20,10 @@ file also syncs its directory.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable
+
+from ..offload import offload
 
 Fsync = Callable[[int], None]
 
@@ -68,7 +69,7 @@ class GroupCommit:
                 continue
             synced = False
             try:
-                _in_os_thread(self._sync_wal)
+                offload(self._sync_wal)
                 synced = True
             finally:
                 # A failed sync makes nothing durable: the waiters retry and the next one leads.
@@ -99,18 +100,3 @@ class GroupCommit:
                 self._wal_identity = identity
         finally:
             os.close(fd)
-
-
-def _in_os_thread(function: Callable[[], None]) -> None:
-    """Run a blocking call without blocking the other greenlets of a gevent worker."""
-    if _gevent_patched():
-        import gevent
-
-        gevent.get_hub().threadpool.apply(function)
-    else:
-        function()
-
-
-def _gevent_patched() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and bool(monkey.is_module_patched("threading"))
