@@ -91,7 +91,7 @@ class SyncEngine:
             if message.replica_id:
                 # A connected replica that only heartbeats is still here: it must not turn
                 # truant and stop holding back compaction of what it has not acknowledged.
-                with self.database.write() as tx:
+                with self.database.write(durable=False) as tx:
                     tx.touch_replica(sender.library_id, message.replica_id, _ms(now))
             self._refresh_presence(sender, message.replica_id, now)
             return [Reply({"type": "heartbeat-response"})]

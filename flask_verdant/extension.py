@@ -61,7 +61,6 @@ class Verdant:
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
         register_file_routes(blueprint)
         websocket_transport.register(blueprint)
-        websocket_transport.configure(app.config, settings)
         app.register_blueprint(blueprint)
         app.cli.add_command(verdant_cli)
 

@@ -64,7 +64,9 @@ class SyncServer:
         file_storage: FileStorage | None = None,
     ) -> None:
         self.settings = settings
-        self.database = Database(settings.database_file, pool_size=settings.pool_size)
+        self.database = Database(
+            settings.database_file, pool_size=settings.pool_size, durability=settings.durability
+        )
         self.files = FileService(
             self.database,
             file_storage,
@@ -126,22 +128,23 @@ class SyncServer:
         """Handle one batch in order under the library's lock, delivering as it goes.
 
         A message's broadcasts are published before its transaction commits (see ``broker``);
-        its replies reach the sender after. A batch on a lasting connection (a websocket) makes
-        the replicas it speaks for present while that connection is open; one on an HTTP
-        request follows the engine's pull rules.
+        its replies reach the sender once the commit is on disk. A batch on a lasting
+        connection (a websocket) makes the replicas it speaks for present while that connection
+        is open; one on an HTTP request follows the engine's pull rules.
         """
         library_id = sender.library_id
         pull = not member.lasting
+        replies: list[str] = []
         with self.locks.hold(library_id):
             self.engine.check_ownership(sender, messages)
             for message in messages:
                 if isinstance(message, _WRITES):
                     with self.database.write():
                         envelopes = self.engine.handle(sender, message, pull=pull)
-                        replies = self._publish(library_id, member, envelopes)
+                        replies += self._publish(library_id, member, envelopes)
                 else:
                     envelopes = self.engine.handle(sender, message, pull=pull)
-                    replies = self._publish(library_id, member, envelopes)
+                    replies += self._publish(library_id, member, envelopes)
                 replica_id = message.replica_id
                 if replica_id and (
                     isinstance(message, PresenceUpdateMessage)
@@ -150,8 +153,11 @@ class SyncServer:
                     member.replica_ids.add(replica_id)
                     owner = member.id if member.lasting else None
                     self.presence.claim(library_id, replica_id, owner, time.time())
-                for reply in replies:
-                    member.send(reply)
+        # Nothing is acknowledged before it is on disk. Waiting outside the lock lets the next
+        # commits share the fsync (group commit, ``storage.durability``).
+        self.database.wait_durable()
+        for reply in replies:
+            member.send(reply)
         if self.presence.watching():
             self.sweeper.wake()
         if not self.settings.disable_rebasing and any(

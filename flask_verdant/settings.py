@@ -26,6 +26,7 @@ class Settings:
     # Half the presence keepalive: a half-open socket is found and leaves within 30 s.
     websocket_ping_seconds: float = 15.0
     websocket_queue_size: int = 1024
+    websocket_queue_bytes: int = 4 * 1024 * 1024
     max_file_bytes: int = 100 * 1024 * 1024
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
@@ -33,6 +34,7 @@ class Settings:
     message_queue_prefix: str = "verdant"  # Redis keys and channel; one per deployment
     hosts: tuple[str, ...] = ()  # every host's sync URL, when libraries are spread over hosts
     host_url: str = ""  # this host's own sync URL, one of ``hosts``
+    durability: str = "fsync"  # "os": acknowledge before the fsync (see storage.durability)
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -81,11 +83,13 @@ class Settings:
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)
             ),
             websocket_queue_size=int(pick("websocket_queue_size", cls.websocket_queue_size)),
+            websocket_queue_bytes=int(pick("websocket_queue_bytes", cls.websocket_queue_bytes)),
             max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
             message_queue=str(pick("message_queue", "") or ""),
             message_queue_prefix=str(pick("message_queue_prefix", cls.message_queue_prefix)),
+            durability=str(pick("durability", cls.durability)),
             **_hosts(pick("hosts", ()), str(pick("host_url", "") or "")),
         )
 

@@ -3,159 +3,195 @@
 Like the HTTP view, this module only authenticates, decodes and hands messages to the server;
 the rules live in the engine. What it adds is what a long-lived socket needs:
 
-- the token is checked before the upgrade completes, so a bad one gets a plain 401;
+- the token is checked before the upgrade, so a bad one gets a plain 401 JSON answer;
 - every frame that cannot be a message is answered without disturbing the library's other
-  connections: not JSON closes with 1003, a replica of another user with 1008, an oversize frame
-  with 1009 (simple_websocket does that one); a well-formed frame of the wrong shape is ignored and
-  logged, because the client would resend it after every reconnect;
-- sending never blocks the sender's library: ``SocketConnection.send`` only queues, a writer
-  thread (a greenlet under gevent) writes, and a socket whose bounded queue overflows is cut off.
-  Its client reconnects at once and catches up through ``sync``.
+  connections: not JSON closes with 1003, a replica of another user with 1008, an oversize
+  message with 1009; a well-formed frame of the wrong shape is ignored and logged, because the
+  client would resend it after every reconnect;
+- sending never blocks the sender's library (``websocket_connection``).
+
+The upgrade itself: the WSGI servers we support hand over the client's socket in the environ
+(``gunicorn.socket`` in gunicorn's workers, ``werkzeug.socket`` in ``flask run``), and the
+session runs inside the response, in the request's own thread or greenlet. Under gunicorn the
+101 answer goes through ``start_response`` (gunicorn keeps ``Connection: upgrade`` for a
+websocket and sends nothing after it); the dev server would add ``Connection: close`` to any
+answer it writes, so there the 101 is written to the socket directly, and the socket is shut
+down before the WSGI call returns: the dev server then finds the connection gone and writes
+nothing.
 """
 
 from __future__ import annotations
 
-import _thread
+import base64
 import contextlib
 import hashlib
 import logging
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, MutableMapping
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, g, request
-from flask_sock import Sock
-from simple_websocket import ConnectionClosed
+from flask import Blueprint, Response, current_app, request
 from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError
 
 from . import json_codec
-from .errors import ErrorCode, VerdantError
+from .errors import ErrorCode, VerdantError, bad_request
 from .http_transport import error_response, request_token
 from .hub import Member
 from .messages import parse_message
 from .server import SyncServer
-from .settings import Settings
-from .threadreuse import ThreadReuse
 from .tokens import TokenInfo
+from .websocket_connection import Refusal, SocketConnection
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger("flask_verdant")
 
 SUBPROTOCOL = "Bearer"
-_VIEW = "sync_socket"
-_WRITERS = ThreadReuse()
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 
 
 def register(blueprint: Blueprint) -> None:
     """Add the websocket route at the blueprint's sync path, next to the HTTP ``POST``."""
     throttle = RefusalThrottle()
 
-    def authenticate_upgrade() -> Response | None:
-        return _authenticate_upgrade(throttle)
+    def sync_socket() -> Response:
+        return _upgrade(throttle)
 
-    def sync_socket(ws: Any) -> None:
-        _sync_socket(ws, throttle)
-
-    blueprint.before_request(authenticate_upgrade)
-    Sock().route("", bp=blueprint, strict_slashes=False)(sync_socket)
-
-
-def configure(config: MutableMapping[str, Any], settings: Settings) -> None:
-    """Merge our needs into flask-sock's app-wide ``SOCK_SERVER_OPTIONS``.
-
-    The client offers ``['Bearer', <token>]`` and browsers fail a handshake whose answer selects
-    no subprotocol (spec 11.1), so ``Bearer`` must be accepted. Options the host already set for
-    its own sockets are kept.
-    """
-    options = dict(config.get("SOCK_SERVER_OPTIONS") or {})
-    offered = options.get("subprotocols") or []
-    subprotocols = [offered] if isinstance(offered, str) else list(offered)
-    if SUBPROTOCOL not in subprotocols:
-        subprotocols.append(SUBPROTOCOL)
-    options["subprotocols"] = subprotocols
-    options.setdefault("ping_interval", settings.websocket_ping_seconds or None)
-    options.setdefault("max_message_size", settings.max_message_bytes)
-    options.setdefault("thread_class", LightThread)
-    config["SOCK_SERVER_OPTIONS"] = options
+    # ``websocket=True``: werkzeug's routing matches upgrade requests only to such rules.
+    blueprint.add_url_rule(
+        "", "sync_socket", sync_socket, methods=["GET"], strict_slashes=False, websocket=True
+    )
 
 
-def _authenticate_upgrade(throttle: RefusalThrottle) -> Response | None:
-    """Refuse a bad token with a 401 before flask-sock completes the handshake."""
-    if request.endpoint != f"{request.blueprint}.{_VIEW}":
-        return None
+def _upgrade(throttle: RefusalThrottle) -> Response:
+    """Authenticate, check the handshake, and answer with the session as the response."""
     server: SyncServer = current_app.extensions["verdant"]
+    headers = request.headers
     token = request_token(request)
     try:
-        g.verdant_sender = server.authenticate(token)
-        server.admit(g.verdant_sender.library_id)
+        sender = server.authenticate(token)
+        server.admit(sender.library_id)
     except VerdantError as error:
         repeated = throttle.refused(token or "")
         if repeated:
             time.sleep(throttle.delay)
         return error_response(error, quiet=repeated)
-    # No permessage-deflate, as in the reference server: it would cost a compressor per socket
-    # for every connection. simple_websocket accepts whatever the handshake offers.
-    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
-    return None
+    key = headers.get("Sec-WebSocket-Key", "")
+    if headers.get("Sec-WebSocket-Version") != "13" or len(_b64decode(key)) != 16:
+        response = error_response(bad_request("Not a version 13 websocket handshake"))
+        response.headers["Sec-WebSocket-Version"] = "13"
+        return response
+    environ = request.environ
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None:
+        return error_response(
+            VerdantError(ErrorCode.UNEXPECTED, "This WSGI server cannot hand over its socket")
+        )
+    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
+    answer = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    answer.append(("Sec-WebSocket-Accept", accept))
+    if SUBPROTOCOL in offered:
+        # Browsers fail a handshake that selects none of the offered subprotocols.
+        answer.append(("Sec-WebSocket-Protocol", SUBPROTOCOL))
+    return SessionResponse(server, sender, sock, answer, throttle)
 
 
-def _sync_socket(ws: Any, throttle: RefusalThrottle) -> None:
+def _b64decode(value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return b""
+
+
+class SessionResponse(Response):
+    """The 101 answer, then the websocket session, run when the WSGI server calls it."""
+
+    def __init__(
+        self,
+        server: SyncServer,
+        sender: TokenInfo,
+        sock: socket.socket,
+        handshake: list[tuple[str, str]],
+        throttle: RefusalThrottle,
+    ) -> None:
+        super().__init__(status=101)
+        self._server = server
+        self._sender = sender
+        self._sock = sock
+        self._handshake = handshake
+        self._throttle = throttle
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        status = "101 Switching Protocols"
+        if "gunicorn.socket" in environ:
+            start_response(status, self._handshake)(b"")
+        else:
+            lines = [f"HTTP/1.1 {status}"] + [f"{k}: {v}" for k, v in self._handshake]
+            self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            _session(self._server, self._sender, self._sock, self._throttle)
+        finally:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+        if "gunicorn.socket" not in environ:
+            start_response(status, [])
+        return []
+
+
+def _session(
+    server: SyncServer, sender: TokenInfo, sock: socket.socket, throttle: RefusalThrottle
+) -> None:
     """One client's socket, from handshake to close."""
-    server: SyncServer = current_app.extensions["verdant"]
-    sender: TokenInfo = g.verdant_sender
     settings = server.settings
     connection = SocketConnection(
-        ws, settings.websocket_queue_size, settings.websocket_ping_seconds or 30.0
+        sock,
+        max_message_bytes=settings.max_message_bytes,
+        ping_seconds=settings.websocket_ping_seconds,
+        queue_bytes=settings.websocket_queue_bytes,
+        queue_size=settings.websocket_queue_size,
+        stall_seconds=settings.websocket_ping_seconds or 30.0,
     )
     member = server.connect(sender, connection, lasting=True)
     try:
-        _serve(server, sender, member, connection, throttle)
+        connection.serve(lambda frame: _handle_frame(server, sender, member, frame, throttle))
+    except Exception:
+        logger.exception("The websocket of %s failed", _who(sender))
     finally:
-        connection.close()
+        connection.abort()
         server.disconnect(sender, member)
 
 
-def _serve(
+def _handle_frame(
     server: SyncServer,
     sender: TokenInfo,
     member: Member,
-    connection: SocketConnection,
+    frame: str | bytes,
     throttle: RefusalThrottle,
-) -> None:
-    ws = connection.ws
-    while True:
-        try:
-            frame = ws.receive()
-        except ConnectionClosed:
-            if getattr(ws, "incoming_message_len", 0) > server.settings.max_message_bytes:
-                logger.warning("Closed the websocket of %s: frame too large", _who(sender))
-            return
-        refusal = _handle_frame(server, sender, member, frame)
-        if refusal is not None:
-            code, reason = refusal
-            # The client reconnects at once and will likely send the same thing again.
-            repeated = throttle.refused(f"{sender.library_id}\0{sender.user_id}\0{code}")
-            if repeated:
-                time.sleep(throttle.delay)
-            logger.log(
-                logging.DEBUG if repeated else logging.WARNING,
-                "Closing the websocket of %s (%d): %s",
-                _who(sender),
-                code,
-                reason,
-            )
-            with contextlib.suppress(ConnectionClosed, OSError):
-                ws.close(reason=code, message=reason)
-            return
+) -> Refusal:
+    """Process one message; return the close code and reason if the socket must be closed."""
+    refusal = _refusal(server, sender, member, frame)
+    if refusal is not None:
+        code, reason = refusal
+        # The client reconnects at once and will likely send the same thing again.
+        repeated = throttle.refused(f"{sender.library_id}\0{sender.user_id}\0{code}")
+        if repeated:
+            time.sleep(throttle.delay)
+        logger.log(
+            logging.DEBUG if repeated else logging.WARNING,
+            "Closing the websocket of %s (%d): %s",
+            _who(sender),
+            code,
+            reason,
+        )
+    return refusal
 
 
-def _handle_frame(
-    server: SyncServer, sender: TokenInfo, member: Member, frame: str | bytes
-) -> tuple[int, str] | None:
-    """Process one frame; return the close code and reason if the socket must be closed."""
+def _refusal(server: SyncServer, sender: TokenInfo, member: Member, frame: str | bytes) -> Refusal:
     try:
         raw = json_codec.loads(frame)
     except (ValueError, RecursionError):
@@ -205,115 +241,3 @@ class RefusalThrottle:
             while len(self._last) > self._size:
                 self._last.popitem(last=False)
         return previous is not None and now - previous < self._window
-
-
-class LightThread:
-    """simple_websocket's ``thread_class`` for its reader: a bare thread, no ``threading.Thread``.
-
-    Each websocket keeps its reader for life, and ``threading.Thread``'s bookkeeping (events,
-    locks, registry entries) cost an idle connection some 2 KiB (BENCHMARKS.md). Under gevent
-    ``_thread`` starts a greenlet.
-    """
-
-    def __init__(self, target: Callable[[], None]) -> None:
-        self._target = target
-        self.name = "simple_websocket reader"
-
-    def start(self) -> None:
-        _thread.start_new_thread(self._target, ())
-
-
-class SocketConnection:
-    """The hub's view of one websocket: ``send`` only queues; a writer thread does the writing.
-
-    A socket has a writer only while it has something to write: a send that finds none hands
-    the writing to a reused thread (``threadreuse``), which lets go when nothing is left. So an
-    idle socket holds no thread (under gevent a greenlet and its stack) and nothing to wake one
-    with, only its list of pending messages (BENCHMARKS.md: memory per idle connection).
-    """
-
-    def __init__(self, ws: Any, queue_size: int, stall_timeout: float) -> None:
-        self.ws = ws
-        self._socket = _SerializedSocket(ws.sock, stall_timeout)
-        ws.sock = self._socket
-        self._pending: deque[str] = deque()
-        self._limit = max(1, queue_size)
-        self._lock = threading.Lock()
-        self._writing = False
-        self._closing = False
-
-    def send(self, payload: str) -> None:
-        with self._lock:
-            if self._closing:
-                return
-            full = len(self._pending) >= self._limit
-            if not full:
-                self._pending.append(payload)
-            start = not full and not self._writing
-            self._writing = self._writing or start
-        if full:
-            logger.warning("Cut off a websocket that fell %d messages behind", self._limit)
-            self.abort()
-        elif start:
-            _WRITERS.run(self._write)
-
-    def close(self) -> None:
-        """Stop writing and end the socket; what is still queued is dropped."""
-        self.abort()
-
-    def abort(self) -> None:
-        """Cut the socket off; its handler sees the close and cleans up."""
-        self._closing = True
-        # Also wakes simple_websocket's reader thread now rather than at its next ping.
-        self._socket.shutdown()
-
-    def _write(self) -> None:
-        while not self._closing:
-            with self._lock:
-                if not self._pending:
-                    self._writing = False
-                    return
-                payload = self._pending.popleft()
-            try:
-                self.ws.send(payload)
-            except (ConnectionClosed, LocalProtocolError, OSError):
-                self.abort()
-                return
-
-
-class _SerializedSocket:
-    """Stands in for the socket simple_websocket writes to, making every write whole and single.
-
-    simple_websocket writes with ``socket.send``, which under gevent (a non-blocking socket
-    underneath) may write part of a frame and drop the rest; and its reader thread writes pings,
-    pongs and close replies without a lock, which could land inside one of our frames. A write
-    that waits longer than ``stall_timeout`` for its turn fails: the peer has stopped reading, and
-    the failure ends the connection instead of leaving its reader stuck.
-    """
-
-    def __init__(self, sock: socket.socket, stall_timeout: float) -> None:
-        self._sock = sock
-        self._stall_timeout = stall_timeout
-        self._lock = threading.Lock()
-
-    def send(self, data: bytes) -> int:
-        if not self._lock.acquire(timeout=self._stall_timeout):
-            raise TimeoutError("the peer stopped reading")
-        try:
-            self._sock.sendall(data)
-        finally:
-            self._lock.release()
-        return len(data)
-
-    def recv(self, size: int) -> bytes:
-        return self._sock.recv(size)
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def shutdown(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._sock.close()

@@ -152,16 +152,6 @@ def test_a_plain_get_of_the_sync_path_is_a_client_error(live: Live) -> None:
     assert 400 <= requests.get(f"http://{live[1]}/sync", timeout=5).status_code < 500
 
 
-def test_host_socket_options_are_kept_and_bearer_is_added(
-    make_app: Callable[..., Flask],
-) -> None:
-    app = make_app({"SOCK_SERVER_OPTIONS": {"subprotocols": "chat", "ping_interval": 5}})
-    options = app.config["SOCK_SERVER_OPTIONS"]
-    assert options["subprotocols"] == ["chat", "Bearer"]
-    assert options["ping_interval"] == 5
-    assert options["max_message_size"] == 16 * 1024 * 1024
-
-
 # -- message flow -------------------------------------------------------------------------------
 
 

@@ -96,6 +96,7 @@ class FileService:
         try:
             with self.database.write() as tx:
                 previous = tx.put_file(stored)
+            self.database.wait_durable()
         except BaseException:
             self._delete_bytes(stored)
             raise

@@ -22,6 +22,7 @@ from .. import json_codec
 from ..files.records import FileInfo
 from ..json_codec import RawJSON
 from ..tokens import ReplicaType
+from .durability import GroupCommit
 from .pool import ConnectionPool
 from .records import BaselineRow, OperationRow, OperationsJSON, ReplicaRecord
 from .schema import migrate
@@ -35,8 +36,21 @@ _REPLICA_COLUMNS = (
 class Database:
     """Owns the sqlite file: connection settings, migrations and transactions."""
 
-    def __init__(self, path: str, pool_size: int = 8, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        path: str,
+        pool_size: int = 8,
+        busy_timeout_ms: int = 10_000,
+        durability: str = "fsync",
+    ) -> None:
+        """``durability``: "fsync" makes ``wait_durable`` wait for the WAL's fsync (group
+        commit, see ``durability``); "os" returns at once, leaving commits in the OS's cache,
+        where a power loss or an OS crash can drop them."""
+        if durability not in ("fsync", "os"):
+            raise ValueError(f'durability must be "fsync" or "os", not {durability!r}')
         self.path = path
+        self.group_commit = GroupCommit(path) if durability == "fsync" else None
+        self._unsynced = threading.local()
         self._busy_timeout_ms = busy_timeout_ms
         self._pool = ConnectionPool(self._connect, max_size=pool_size)
         self._migrated = False
@@ -63,23 +77,40 @@ class Database:
             self._migrated = True
 
     @contextmanager
-    def write(self) -> Iterator[Transaction]:
+    def write(self, *, durable: bool = True) -> Iterator[Transaction]:
         """One atomic read-then-write unit: committed on success, rolled back on any error.
 
         A ``write()`` inside another one on the same thread (greenlet) joins it, so a caller can
         widen a unit: the server keeps a message's transaction open while it publishes the
-        message's broadcasts.
+        message's broadcasts. A ``durable`` commit is one the caller will acknowledge: its
+        thread's next ``wait_durable`` waits for it (``durable=False`` for what a power loss may
+        undo); a unit is durable if any of its parts asked.
         """
         current: Transaction | None = getattr(self._open, "transaction", None)
         if current is not None:
+            self._open.durable = self._open.durable or durable
             yield current
             return
+        self._open.durable = durable
         with self._write_lock, self._transaction("BEGIN IMMEDIATE") as transaction:
             self._open.transaction = transaction
             try:
                 yield transaction
             finally:
                 self._open.transaction = None
+        if self._open.durable and self.group_commit is not None:
+            self._unsynced.ticket = self.group_commit.committed()
+
+    def wait_durable(self) -> None:
+        """Return once every durable commit of this thread (greenlet) is on disk.
+
+        Call it outside any transaction and lock that commits of others need: the commits
+        that finish while an fsync is in flight share the next one.
+        """
+        ticket = getattr(self._unsynced, "ticket", 0)
+        if ticket and self.group_commit is not None:
+            self.group_commit.wait(ticket)
+            self._unsynced.ticket = 0
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
