@@ -29,10 +29,12 @@ from .plan import FULL, QUICK, STORAGES, Step
 LOADGEN = servers.ROOT / "benchmarks" / "loadgen" / "main.mjs"
 
 
-def run_workload(server: servers.RunningServer, step: Step, cpu: int | None) -> dict[str, Any]:
+def run_workload(
+    server: servers.RunningServer, step: Step, cpu: int | None, timeout: float | None = None
+) -> dict[str, Any]:
     """Run one load generator workload against a running server; its JSON result."""
-    # 5 minutes, and more for many sockets: each takes a token request and an upgrade first
-    timeout = 300.0 + 0.2 * int(step.options.get("sockets", 0))
+    if timeout is None:  # 5 minutes, and more for many sockets (a token and an upgrade each)
+        timeout = 300.0 + 0.2 * int(step.options.get("sockets", 0))
     argv = [*servers.pinned(cpu), "node", str(LOADGEN), step.workload, "--base", server.base]
     for name, value in step.options.items():
         argv += [f"--{name}", str(value)]
