@@ -27,8 +27,9 @@ KEEPALIVE_SECONDS = 3
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A started ``redis-server`` on a free port (``stop()``/``start()``/``restart()`` it)."""
+def private_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A started ``redis-server`` of this test alone, on a free port, that it may ``stop()``,
+    ``start()`` or ``restart()`` (unlike the session's shared ``redis_server``)."""
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:

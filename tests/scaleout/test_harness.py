@@ -16,13 +16,13 @@ from .redis_server import RedisServer
 pytestmark = pytest.mark.slow
 
 
-def test_redis_server_stops_and_restarts_on_its_port(redis_server: RedisServer) -> None:
-    assert redis_server.ping()
-    port = redis_server.port
-    redis_server.stop()
-    assert not redis_server.ping()
-    redis_server.start()
-    assert redis_server.port == port and redis_server.ping()
+def test_redis_server_stops_and_restarts_on_its_port(private_redis: RedisServer) -> None:
+    assert private_redis.ping()
+    port = private_redis.port
+    private_redis.stop()
+    assert not private_redis.ping()
+    private_redis.start()
+    assert private_redis.port == port and private_redis.ping()
 
 
 def test_steering_places_each_connection_on_the_chosen_worker(make_cluster: MakeCluster) -> None:

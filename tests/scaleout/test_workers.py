@@ -112,15 +112,15 @@ def run_together(*jobs: Callable[[], None]) -> None:
         raise errors[0]
 
 
-def redis_cluster(make_cluster: MakeCluster, redis_server: RedisServer, workers: int) -> Cluster:
-    return make_cluster(workers, env={"VERDANT_MESSAGE_QUEUE": redis_server.url})
+def redis_cluster(make_cluster: MakeCluster, private_redis: RedisServer, workers: int) -> Cluster:
+    return make_cluster(workers, env={"VERDANT_MESSAGE_QUEUE": private_redis.url})
 
 
 # -- with Redis ----------------------------------------------------------------------------------
 def test_operations_and_presence_reach_every_peer_once_across_three_workers(
-    make_cluster: MakeCluster, redis_server: RedisServer, drivers: dict[str, NodeDriver]
+    make_cluster: MakeCluster, private_redis: RedisServer, drivers: dict[str, NodeDriver]
 ) -> None:
-    cluster = redis_cluster(make_cluster, redis_server, 3)
+    cluster = redis_cluster(make_cluster, private_redis, 3)
     placed = spread(cluster, drivers, "fanout")
     clients = everyone(placed)
     wait_presence_complete(clients)
@@ -177,9 +177,9 @@ def test_operations_and_presence_reach_every_peer_once_across_three_workers(
 
 
 def test_kill_9_of_a_worker_mid_burst_loses_nothing(
-    make_cluster: MakeCluster, redis_server: RedisServer, drivers: dict[str, NodeDriver]
+    make_cluster: MakeCluster, private_redis: RedisServer, drivers: dict[str, NodeDriver]
 ) -> None:
-    cluster = redis_cluster(make_cluster, redis_server, 3)
+    cluster = redis_cluster(make_cluster, private_redis, 3)
     placed = spread(cluster, drivers, "killed", per_worker=2)
     clients = everyone(placed)
     victim = cluster.worker_pids()[1]
@@ -219,9 +219,9 @@ def test_kill_9_of_a_worker_mid_burst_loses_nothing(
 
 
 def test_a_redis_restart_mid_session_converges(
-    make_cluster: MakeCluster, redis_server: RedisServer, drivers: dict[str, NodeDriver]
+    make_cluster: MakeCluster, private_redis: RedisServer, drivers: dict[str, NodeDriver]
 ) -> None:
-    cluster = redis_cluster(make_cluster, redis_server, 2)
+    cluster = redis_cluster(make_cluster, private_redis, 2)
     placed = spread(cluster, drivers, "outage", per_worker=2)
     clients = everyone(placed)
     wait_presence_complete(clients)
@@ -229,13 +229,13 @@ def test_a_redis_restart_mid_session_converges(
         client.put(make_doc(f"{client.name}-before", 0))
     wait_converged(clients)
 
-    redis_server.stop()
+    private_redis.stop()
     for client in clients:
         client.put(make_doc(f"{client.name}-during", 0))
     # each worker goes on serving its own sockets meanwhile
     for clients_of_worker in placed.values():
         wait_all_hold(clients_of_worker, {f"{c.name}-during-00" for c in clients_of_worker})
-    redis_server.start()
+    private_redis.start()
 
     for client in clients:
         client.put(make_doc(f"{client.name}-after", 0))
@@ -255,8 +255,8 @@ def test_flask_verdant_evict_from_another_process_closes_every_socket(
     drivers: dict[str, NodeDriver],
 ) -> None:
     if queue == "redis":
-        redis_server: RedisServer = request.getfixturevalue("redis_server")
-        cluster = redis_cluster(make_cluster, redis_server, 3)
+        private_redis: RedisServer = request.getfixturevalue("private_redis")
+        cluster = redis_cluster(make_cluster, private_redis, 3)
         placed = spread(cluster, drivers, "evicted", per_worker=1)
     else:
         cluster = make_cluster(1)
