@@ -37,6 +37,7 @@ class Cluster(LiveServer):
         workers: int,
         env: dict[str, str] | None = None,
         port: int = 0,
+        worker_connections: int = 1000,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         # No HTTP keep-alive: a client's idle connection to a stopped worker would hold its next
@@ -47,7 +48,7 @@ class Cluster(LiveServer):
             workers=workers,
             env=env,
             port=port,
-            gunicorn_args=("--keep-alive", "0"),
+            gunicorn_args=("--keep-alive", "0", "--worker-connections", str(worker_connections)),
         )
 
     def start(self, timeout: float = 60.0) -> None:

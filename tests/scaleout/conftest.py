@@ -45,17 +45,23 @@ MakeCluster = Callable[..., Cluster]
 
 @pytest.fixture
 def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MakeCluster]:
-    """``make_cluster(workers, name="a", env={...}, port=0)``: a started gunicorn cluster."""
+    """``make_cluster(workers, name=, env=, port=, worker_connections=)``: a started cluster."""
     clusters: list[Cluster] = []
 
     def make(
-        workers: int, *, name: str = "server", env: dict[str, str] | None = None, port: int = 0
+        workers: int,
+        *,
+        name: str = "server",
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        worker_connections: int = 1000,
     ) -> Cluster:
         cluster = Cluster(
             tmp_path / name,
             workers=workers,
             env={"VERDANT_PRESENCE_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS), **(env or {})},
             port=port,
+            worker_connections=worker_connections,
         )
         clusters.append(cluster)
         cluster.start()
