@@ -32,12 +32,15 @@ def token(library: str) -> Any:
     user = current_user()
     if user is None:
         return jsonify(code=4010, message="Sign in first"), 401
+    from . import verdant  # the app package imports this module before it makes `verdant`
+
     tokens = TokenProvider(secret=current_app.config["VERDANT_TOKEN_SECRET"])
     access_token = tokens.get_token(
         library_id=_checked(library),
         user_id=user.id,
-        # the client reads its sync, websocket and file URLs from this claim
-        sync_endpoint=url_for("verdant.sync", _external=True),
+        # the client reads its sync, websocket and file URLs from this claim: the library's
+        # host when there are several (VERDANT_HOSTS), else this one
+        sync_endpoint=verdant.sync_url_for(library) or url_for("verdant.sync", _external=True),
     )
     return jsonify(accessToken=access_token)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -11,7 +12,7 @@ import redis
 from flask_verdant.presence import Departure, PresenceRegistry, PresenceStore
 from flask_verdant.redis_presence import RedisPresence
 
-from .redis_helpers import RedisServer
+from .redis_server import RedisServer
 
 MakeStore = Callable[[str], PresenceStore]
 
@@ -23,7 +24,7 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
         registry = PresenceRegistry(keepalive_seconds=30)
         yield lambda worker: registry
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
+    server: RedisServer = request.getfixturevalue("shared_redis")
     client = redis.Redis(port=server.port)
     namespace = f"test-{secrets.token_hex(4)}"
     yield lambda worker: RedisPresence(client, namespace, 30, lambda: worker)
@@ -94,8 +95,8 @@ def test_clear_forgets_a_library(make_store: MakeStore) -> None:
     assert store.sweep(now=1000) == [Departure("other", "r2", "bob")]
 
 
-def test_workers_racing_to_expire_a_replica_announce_it_once(redis_server: RedisServer) -> None:
-    client = redis.Redis(port=redis_server.port)
+def test_workers_racing_to_expire_a_replica_announce_it_once(shared_redis: RedisServer) -> None:
+    client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
     first, second = (RedisPresence(client, namespace, 30, lambda w=w: w) for w in ("a", "b"))
     with_entries(first, *((f"lib{i}", f"r{i}", f"user{i}") for i in range(20)), now=0)
@@ -104,9 +105,9 @@ def test_workers_racing_to_expire_a_replica_announce_it_once(redis_server: Redis
 
 
 def test_what_a_killed_worker_held_is_reaped_once_by_the_others(
-    redis_server: RedisServer,
+    shared_redis: RedisServer,
 ) -> None:
-    client = redis.Redis(port=redis_server.port)
+    client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
     dead, alive, other = (
         RedisPresence(client, namespace, 30, lambda w=w: w, dead_after_seconds=5)
@@ -121,3 +122,29 @@ def test_what_a_killed_worker_held_is_reaped_once_by_the_others(
     departures = alive.sweep(now=10) + other.sweep(now=10)
     assert departures == [Departure("lib", "r1", "alice")]
     assert set(alive.peers("lib")) == {"bob"}
+
+
+def test_a_departure_is_published_by_the_script_that_removes_it(
+    shared_redis: RedisServer,
+) -> None:
+    """Removal and its presence-offline are one step in Redis, so the offline of an old
+    connection can never reach peers after the same replica's next arrival."""
+    client = redis.Redis(port=shared_redis.port)
+    namespace = f"test-{secrets.token_hex(4)}"
+    listener = client.pubsub()
+    listener.subscribe(f"{namespace}:bus")
+    assert listener.get_message(timeout=2)["type"] == "subscribe"
+    workers = [
+        RedisPresence(client, namespace, 30, lambda w=w: w, channel=f"{namespace}:bus")
+        for w in ("a", "b")
+    ]
+    with_entries(workers[0], ("lib", "r1", "alice"), now=0)
+    workers[0].claim("lib", "r1", "a:1", 0)
+    assert workers[1].release("lib", "a:1") == [Departure("lib", "r1", "alice", announced=True)]
+    assert workers[0].release("lib", "a:1") == []
+    message = listener.get_message(timeout=2)
+    header, _, payload = message["data"].decode().partition("\n")
+    assert json.loads(header) == ["D", "lib", None, None]
+    assert json.loads(payload) == Departure("lib", "r1", "alice").message()
+    assert listener.get_message(timeout=0.3) is None
+    listener.close()

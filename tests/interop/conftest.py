@@ -153,12 +153,27 @@ def _gunicorn() -> str:
 class LiveServer:
     """A real server process listening on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, target: str = TARGET) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        target: str = TARGET,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        gunicorn_args: tuple[str, ...] = (),
+    ) -> None:
+        """``port``: a port chosen beforehand (e.g. for hosts that name each other), else a free
+        one at each start; ``gunicorn_args``: more options for gunicorn."""
         self.workdir = workdir
         self.target = target
+        self.workers = workers
+        self.env = dict(env or {})
         self.database_file = workdir / "verdant.sqlite3"
         self.log_file = workdir / f"server-{target}.log"
-        self.port = 0
+        self.fixed_port = port
+        self.gunicorn_args = gunicorn_args
+        self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
 
     # ---- lifecycle
@@ -168,26 +183,32 @@ class LiveServer:
                 return
         raise RuntimeError(f"the {self.target} server did not start\n{self.log_tail()}")
 
-    def _start_once(self, timeout: float) -> bool:
-        env = {
+    def environment(self) -> dict[str, str]:
+        """The server's environment (also right for a ``flask`` command on the same app)."""
+        return {
             **os.environ,
             "VERDANT_DATABASE_FILE": str(self.database_file),
             "VERDANT_TOKEN_SECRET": TOKEN_SECRET,
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(SERVER_ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),
+            **self.env,
         }
+
+    def _start_once(self, timeout: float) -> bool:
+        env = self.environment()
         if self.target == "flask":
-            self.port = _free_port()
+            self.port = self.fixed_port or _free_port()
             command = [
                 _gunicorn(),
                 "-k", "gevent",
-                "-w", "1",
+                "-w", str(self.workers),
                 "--bind", f"127.0.0.1:{self.port}",
                 "--chdir", str(SERVER_ROOT),
                 "--graceful-timeout", "3",
                 "--access-logfile", "-",
                 "--error-logfile", "-",
+                *self.gunicorn_args,
                 "tests.interop.server_app:create_app()",
             ]  # fmt: skip
             cwd = SERVER_ROOT
@@ -332,17 +353,21 @@ def node_driver(
     try:
         yield driver
     finally:
-        failed = _failed(request)
-        traces: list[str] = []
-        if failed:
-            for name in list(driver.clients):
-                try:
-                    status = driver.call("status", name=name, timeout=5)
-                    entries = driver.trace(name, limit=4000)
-                    traces.append(f"---- wire trace of {name} {status}\n{_trace_excerpt(entries)}")
-                except Exception as error:  # the driver may be the thing that broke
-                    traces.append(f"---- wire trace of {name} unavailable: {error}")
-        driver.close()
-        if failed:
-            print("\n".join(traces))
-            print(driver.stderr_tail(200))
+        close_driver(driver, _failed(request))
+
+
+def close_driver(driver: NodeDriver, failed: bool) -> None:
+    """Close ``driver``; after a failure, print each client's status, wire trace and stderr."""
+    traces: list[str] = []
+    if failed:
+        for name in list(driver.clients):
+            try:
+                status = driver.call("status", name=name, timeout=5)
+                entries = driver.trace(name, limit=4000)
+                traces.append(f"---- wire trace of {name} {status}\n{_trace_excerpt(entries)}")
+            except Exception as error:  # the driver may be the thing that broke
+                traces.append(f"---- wire trace of {name} unavailable: {error}")
+    driver.close()
+    if failed:
+        print("\n".join(traces))
+        print(driver.stderr_tail(200))

@@ -12,10 +12,13 @@ It uses only flask-verdant's public API. Configuration comes from the environmen
 - every other ``VERDANT_*`` variable becomes app config, so tests can shorten the presence
   keepalive, the truancy, the file lifecycle or the compaction delay.
 
+Warnings and worse are logged to stderr with their level name, so tests can tell a CRITICAL line.
+
 Routes besides the sync endpoint mounted by the extension at ``/sync``:
 
 - ``GET /auth/<library>?user=<id>``: ``{"accessToken": ...}`` for that user, whose ``url`` claim is
-  this server's absolute ``/sync`` URL;
+  this server's absolute ``/sync`` URL, or with ``VERDANT_HOSTS`` set the library's owner's
+  (``Verdant.sync_url_for``);
 - ``POST /test-admin/evict/<library>``, ``GET /test-admin/info/<library>``,
   ``POST /test-admin/compact/<library>`` and
   ``GET /test-admin/snapshot/<library>/<collection>/<id>``: test-only admin routes, because the
@@ -24,6 +27,7 @@ Routes besides the sync endpoint mounted by the extension at ``/sync``:
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -48,6 +52,10 @@ def create_app() -> Flask:
     if not database_file:
         raise RuntimeError("VERDANT_DATABASE_FILE must name the sqlite file to use")
     secret = os.environ.get("VERDANT_TOKEN_SECRET", DEFAULT_SECRET)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
 
     app = Flask(__name__)
     for key, value in os.environ.items():
@@ -71,7 +79,7 @@ def create_app() -> Flask:
         token = tokens.get_token(
             library_id=library_id,
             user_id=user_id,
-            sync_endpoint=request.host_url + "sync",
+            sync_endpoint=verdant.sync_url_for(library_id) or request.host_url + "sync",
         )
         return jsonify(accessToken=token)
 

@@ -1,0 +1,87 @@
+"""Fixtures for the several-workers and several-hosts tests: a real ``redis-server``, real
+gunicorn clusters, and real store clients of both versions (the interop suite's driver).
+
+Every cluster gets a short presence keepalive (3 s) so departures show quickly; servers, Redis
+and drivers are stopped after the test, and on failure their logs and wire traces are printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.conftest import (  # noqa: F401 (fixtures and the report hook, reused)
+    _failed,
+    close_driver,
+    driver_bundles,
+    pytest_runtest_makereport,
+)
+from tests.interop.driver import STORE_VERSIONS, NodeDriver
+
+from ..redis_server import RedisServer
+from .cluster import Cluster
+
+KEEPALIVE_SECONDS = 3
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A started ``redis-server`` on a free port (``stop()``/``start()``/``restart()`` it)."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if _failed(request):
+            print(server.log_tail())
+
+
+MakeCluster = Callable[..., Cluster]
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MakeCluster]:
+    """``make_cluster(workers, name="a", env={...}, port=0)``: a started gunicorn cluster."""
+    clusters: list[Cluster] = []
+
+    def make(
+        workers: int, *, name: str = "server", env: dict[str, str] | None = None, port: int = 0
+    ) -> Cluster:
+        cluster = Cluster(
+            tmp_path / name,
+            workers=workers,
+            env={"VERDANT_PRESENCE_KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS), **(env or {})},
+            port=port,
+        )
+        clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+        if _failed(request):
+            for cluster in clusters:
+                print(cluster.log_tail())
+
+
+@pytest.fixture
+def drivers(
+    driver_bundles: dict[str, Path],  # noqa: F811 (the imported fixture)
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, NodeDriver]]:
+    """One Node driver per store version (3.6.3 and 3.2.1), so both clients share a library."""
+    opened: dict[str, NodeDriver] = {}
+    try:
+        for version in STORE_VERSIONS:
+            opened[version] = NodeDriver(version)
+        yield opened
+    finally:
+        failed = _failed(request)
+        for driver in opened.values():
+            close_driver(driver, failed)
