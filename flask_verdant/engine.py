@@ -228,6 +228,7 @@ class SyncEngine:
         now: float,
     ) -> Broadcast:
         """``op-re`` to the library's other connections: the operations that were new."""
+        last = tx.last_server_order(library_id)
         return Broadcast(
             _omit_none(
                 {
@@ -239,6 +240,7 @@ class SyncEngine:
                 }
             ),
             include_sender=False,
+            orders=(last - len(operations) + 1, last),
         )
 
     def _sync_response(

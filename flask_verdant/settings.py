@@ -76,9 +76,7 @@ class Settings:
                 pick("compaction_delay_seconds", cls.compaction_delay_seconds)
             ),
             compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
-            long_poll_max_seconds=float(
-                pick("long_poll_max_seconds", cls.long_poll_max_seconds)
-            ),
+            long_poll_max_seconds=float(pick("long_poll_max_seconds", cls.long_poll_max_seconds)),
             websocket_ping_seconds=float(
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)
             ),
