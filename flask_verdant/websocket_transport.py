@@ -1,4 +1,6 @@
-"""Realtime sync: a websocket at the same path as HTTP sync, one JSON message per frame (spec 3.3).
+"""Realtime sync: a websocket at the same path as HTTP sync, one JSON message per frame.
+
+See docs/protocol.md, "Websocket".
 
 Like the HTTP view, this module only authenticates, decodes and hands messages to the server;
 the rules live in the engine. What it adds is what a long-lived socket needs:
@@ -66,8 +68,8 @@ def configure(config: MutableMapping[str, Any], settings: Settings) -> None:
     """Merge our needs into flask-sock's app-wide ``SOCK_SERVER_OPTIONS``.
 
     The client offers ``['Bearer', <token>]`` and browsers fail a handshake whose answer selects
-    no subprotocol (spec 11.1), so ``Bearer`` must be accepted. Options the host already set for
-    its own sockets are kept.
+    no subprotocol (docs/protocol.md, "Tokens"), so ``Bearer`` must be accepted. Options the
+    host already set for its own sockets are kept.
     """
     options = dict(config.get("SOCK_SERVER_OPTIONS") or {})
     offered = options.get("subprotocols") or []
@@ -175,12 +177,12 @@ def _who(sender: TokenInfo) -> str:
 class RefusalThrottle:
     """Slows down clients that retry a refused token, or a refused frame, in a loop.
 
-    Store 3.x clients reconnect with no delay and never refresh a token (spec 2.6, 3.7), so one
-    expired token would cost hundreds of refused upgrades a second, for as long as the tab stays
-    open; a client whose replica belongs to another user (say, a second user signed in on the
-    same browser) would be closed just as often. The first refusal is answered at once; a repeat
-    of the same key within ``window`` seconds waits ``delay`` seconds first (a parked greenlet
-    under gevent), about one attempt a second.
+    Store 3.x clients reconnect with no delay and never refresh a token (docs/protocol.md,
+    "Tokens"), so one expired token would cost hundreds of refused upgrades a second, for as
+    long as the tab stays open; a client whose replica belongs to another user (say, a second
+    user signed in on the same browser) would be closed just as often. The first refusal is
+    answered at once; a repeat of the same key within ``window`` seconds waits ``delay``
+    seconds first (a parked greenlet under gevent), about one attempt a second.
     """
 
     def __init__(self, delay: float = 1.0, window: float = 10.0, size: int = 4096) -> None:

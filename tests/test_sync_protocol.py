@@ -1,4 +1,4 @@
-"""Protocol rules of spec 6.1-6.5 through the HTTP transport, with the 12.x fixes."""
+"""Protocol rules (docs/protocol.md, "Handling each message") through the HTTP transport."""
 
 from __future__ import annotations
 
