@@ -84,7 +84,9 @@ def test_truant_replica_returns_and_converges(
     wait_until(lambda: carol.status()["inflight"] == 0, 10)
 
     def carol_is_truant() -> bool:
-        alice.set("doc-00", "meta.count", alice.get("doc-00")["meta"]["count"] + 1)
+        doc = alice.get("doc-00")
+        assert doc is not None
+        alice.set("doc-00", "meta.count", doc["meta"]["count"] + 1)
         replicas = live_server.info(library)["replicas"]
         return any(r["truant"] for r in replicas)
 
