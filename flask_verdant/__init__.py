@@ -5,6 +5,8 @@ from .extension import Verdant
 from .files import FileInfo, FileStorage, LocalFileStorage
 from .tokens import ReplicaType, TokenInfo, TokenProvider
 
+__version__ = "0.1.0"
+
 __all__ = [
     "ErrorCode",
     "FileInfo",
@@ -15,4 +17,5 @@ __all__ = [
     "TokenProvider",
     "Verdant",
     "VerdantError",
+    "__version__",
 ]

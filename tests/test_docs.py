@@ -42,7 +42,7 @@ def test_cited_protocol_sections_exist() -> None:
     }
     cited = set()
     for path in _sources():
-        for match in re.finditer(r'docs/protocol\.md[, ]*\(?"([^"]+)"', path.read_text("utf-8")):
+        for match in re.finditer(r'docs/protocol\.md,? \(?"([^"\n]+)"', path.read_text("utf-8")):
             cited.add(match.group(1))
     assert cited, "the code cites docs/protocol.md by section name"
     missing = sorted(name for name in cited if name not in headings)

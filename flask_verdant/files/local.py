@@ -8,13 +8,12 @@ file system, then fsynced and renamed into place, so a reader never sees a parti
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
-
-from gevent import get_hub, monkey
 
 from .backend import ReadableStream
 from .names import is_safe_segment, library_directory
@@ -130,8 +129,15 @@ class LocalFileStorage:
 
 def _fsync(descriptor: int) -> None:
     """fsync can take seconds for a large file; under gevent it runs in the hub's thread
-    pool, so the worker's other connections keep being served meanwhile."""
-    if monkey.is_module_patched("socket"):
+    pool, so the worker's other connections keep being served meanwhile.
+
+    gevent is looked up, not imported: a process that has not patched itself (``flask run``,
+    a sync worker) never loads it.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        from gevent import get_hub
+
         get_hub().threadpool.apply(os.fsync, (descriptor,))
     else:
         os.fsync(descriptor)
