@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -81,6 +82,41 @@ class Settings:
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
         )
+
+
+# Keys read from the config that are objects rather than ``Settings`` fields.
+OBJECT_KEYS = ("VERDANT_PROFILES", "VERDANT_FILE_STORAGE")
+
+
+def config_key(name: str) -> str:
+    return f"VERDANT_{name.upper()}"
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every ``VERDANT_*`` key with its default (``None`` where there is none)."""
+    defaults: dict[str, Any] = {key: None for key in OBJECT_KEYS}
+    for field in fields(Settings):
+        defaults[config_key(field.name)] = None if field.default is MISSING else field.default
+    return defaults
+
+
+def set_config_defaults(config: MutableMapping[str, Any]) -> None:
+    """Like Flask-SQLAlchemy: ``app.config`` shows every key, the defaults included."""
+    for key, value in config_defaults().items():
+        config.setdefault(key, value)
+
+
+def instance_relative(path: str, instance_path: str) -> str:
+    """A relative path is under the app's instance folder, whatever the current directory.
+
+    So ``flask verdant ...`` run from anywhere opens the app's database, not a new empty one.
+    sqlite's special names (``:memory:``, ``file:`` URIs) are left alone.
+    """
+    if path == ":memory:" or path.startswith("file:") or os.path.isabs(path):
+        return path
+    resolved = os.path.join(instance_path, path)
+    os.makedirs(os.path.dirname(resolved), exist_ok=True)
+    return resolved
 
 
 def _seconds(value: Any) -> float:
