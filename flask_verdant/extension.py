@@ -11,7 +11,9 @@ from . import websocket_transport
 from .cli import verdant_cli
 from .files import FileStorage, LocalFileStorage
 from .files.views import register_file_routes
+from .health import register_health_routes
 from .http_transport import sync_view
+from .metrics import register_metrics
 from .oids import create_oid
 from .profiles import ProfileLoader
 from .server import SyncServer
@@ -64,11 +66,14 @@ class Verdant:
         if isinstance(file_storage, LocalFileStorage):
             file_storage = file_storage.under(app.instance_path)
         server = SyncServer(settings, profiles, file_storage)
+        server.events.sender = app
         app.extensions["verdant"] = server
         app.before_request(server.files.sweeper.wake)
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
         register_file_routes(blueprint)
+        register_health_routes(blueprint)
+        register_metrics(app, blueprint, server)
         websocket_transport.register(blueprint)
         websocket_transport.configure(app.config, settings)
         app.register_blueprint(blueprint)

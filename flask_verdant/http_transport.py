@@ -106,7 +106,11 @@ def sync_view() -> Response:
         try:
             server.process(sender, connection, messages)
             if wait:
-                connection.listen(wait, _disconnect_probe(request.environ))
+                server.events.connected(sender, "long-poll")
+                try:
+                    connection.listen(wait, _disconnect_probe(request.environ))
+                finally:
+                    server.events.disconnected(sender, "long-poll")
         finally:
             server.hub.unregister(sender.library_id, connection)
     except VerdantError as error:
@@ -170,6 +174,7 @@ def _too_large(limit: int) -> VerdantError:
 
 def error_response(error: VerdantError, *, quiet: bool = False) -> Response:
     """The JSON error answer; ``quiet`` logs a refusal at debug level (for repeats)."""
+    current_app.extensions["verdant"].events.refused(int(error.code), "http")
     if error.http_status >= 500:
         logger.error("Sync error %s: %s", int(error.code), error.message)
     else:

@@ -18,6 +18,7 @@ from .presence import PresenceRegistry
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
+from .signals import ServerEvents
 from .storage import Database
 from .tokens import TokenInfo, TokenVerifier
 
@@ -61,6 +62,7 @@ class SyncServer:
         self.compactions = LibraryScheduler(
             self._compaction_pass, settings.compaction_delay_seconds
         )
+        self.events = ServerEvents()
 
     def authenticate(self, token: str | None, *, remember: bool = False) -> TokenInfo:
         """``remember`` for a client that sends the token again and again (HTTP sync)."""
@@ -84,10 +86,14 @@ class SyncServer:
         with self.locks.hold(library_id):
             self.engine.check_ownership(sender, messages)
             for message in messages:
+                started = time.perf_counter()
                 envelopes = self.engine.handle(sender, message, pull=owner is None)
+                stored = time.perf_counter()
                 if message.replica_id:
                     self.presence.claim(library_id, message.replica_id, owner)
                 self.hub.deliver(library_id, connection, envelopes)
+                transport = "http" if owner is None else "websocket"
+                self.events.handled(sender, message, envelopes, transport, started, stored)
         if self.presence:
             self.sweeper.wake()
         if not self.settings.disable_rebasing and any(
@@ -107,12 +113,14 @@ class SyncServer:
             total.documents.extend(result.documents)
             total.quarantined.extend(result.quarantined)
             total.dropped_file_ids.extend(result.dropped_file_ids)
+            self.events.compacted(library_id, result)
             if not result.has_more:
                 return total
 
     def _compaction_pass(self, library_id: str) -> bool:
         with self.locks.hold(library_id):
             result = self.engine.compact_library(library_id, self.settings.compaction_batch_size)
+        self.events.compacted(library_id, result)
         if result.folded_operations or result.quarantined:
             logger.info(
                 "Compacted library %s: folded %d operations of %d documents",
@@ -128,6 +136,7 @@ class SyncServer:
         with self.locks.hold(library_id):
             for departure in self.presence.release(library_id, owner):
                 self.hub.publish(library_id, departure.message())
+        self.events.disconnected(sender, "websocket")
 
     def expire_presence(self) -> bool:
         """Announce users whose replicas stopped refreshing; say whether anyone is left."""
@@ -143,6 +152,7 @@ class SyncServer:
             # Connected replicas reconnect, are asked for their history and restore the library.
             self.hub.close_library(library_id)
         self.files.evict(library_id)
+        self.events.evicted(library_id)
         logger.info("Evicted library %s", library_id)
 
     def evict_user(self, library_id: str, user_id: str) -> int:
@@ -158,6 +168,14 @@ class SyncServer:
 
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
+
+    def ready(self) -> dict[str, bool]:
+        """What readiness depends on, each checked now; the app is ready when all are true.
+
+        The readiness route answers from this; a component that other workers or hosts share
+        (a message broker) adds its own entry here.
+        """
+        return {"database": self.database.reachable()}
 
     def close(self) -> None:
         self.files.close()

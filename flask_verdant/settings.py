@@ -30,6 +30,7 @@ class Settings:
     max_file_bytes: int = 100 * 1024 * 1024
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
+    metrics_token: str | None = None  # a bearer token that /metrics requires, if set
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -81,6 +82,7 @@ class Settings:
             max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
+            metrics_token=pick("metrics_token") or None,
         )
 
 

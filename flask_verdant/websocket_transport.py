@@ -111,6 +111,7 @@ def _sync_socket(ws: Any, throttle: RefusalThrottle) -> None:
         ws, settings.websocket_queue_size, settings.websocket_ping_seconds or 30.0
     )
     server.hub.register(sender.library_id, connection)
+    server.events.connected(sender, "websocket")
     try:
         _serve(server, sender, connection, throttle)
     finally:
@@ -128,11 +129,13 @@ def _serve(
             frame = ws.receive()
         except ConnectionClosed:
             if getattr(ws, "incoming_message_len", 0) > server.settings.max_message_bytes:
+                server.events.refused(CloseReason.MESSAGE_TOO_BIG, "websocket")
                 logger.warning("Closed the websocket of %s: frame too large", _who(sender))
             return
         refusal = _handle_frame(server, sender, connection, frame)
         if refusal is not None:
             code, reason = refusal
+            server.events.refused(code, "websocket")
             # The client reconnects at once and will likely send the same thing again.
             repeated = throttle.refused(f"{sender.library_id}\0{sender.user_id}\0{code}")
             if repeated:

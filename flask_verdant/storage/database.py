@@ -78,6 +78,15 @@ class Database:
                 raise
             connection.execute("COMMIT")
 
+    def reachable(self) -> bool:
+        """Whether a transaction can be opened and the schema read now (for readiness checks)."""
+        try:
+            with self.read() as transaction:
+                transaction.schema_version()
+        except (sqlite3.Error, OSError, RuntimeError):
+            return False
+        return True
+
     def close(self) -> None:
         self._pool.close()
 
@@ -87,6 +96,9 @@ class Transaction:
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     # libraries
 

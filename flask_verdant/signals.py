@@ -1,0 +1,140 @@
+"""Blinker signals, like Flask's own: what happened in the sync server, for the app to observe.
+
+Each signal is sent with the Flask app as its sender, so a receiver connects as with Flask's
+signals (``operations_stored.connect(receiver, app)``). Receivers run in the thread (or
+greenlet) that handled the event, after its transaction committed; ``operations_stored`` and
+``message_handled`` are sent while the library's lock is held (so in the library's order).
+They must be quick and must not raise. The
+metrics (``flask_verdant.metrics``) are receivers of these same signals.
+
+The server reports through one ``ServerEvents`` object, with one call per hook, so the places
+that report stay one line each.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from blinker import Namespace
+
+from .messages import (
+    AckMessage,
+    ClientMessage,
+    HeartbeatMessage,
+    OpMessage,
+    PresenceUpdateMessage,
+    SyncMessage,
+)
+from .outbox import Broadcast, Envelope
+
+if TYPE_CHECKING:
+    from .compaction import CompactionResult
+    from .tokens import TokenInfo
+
+_signals = Namespace()
+
+#: A lasting connection opened: a websocket, or a long-poll request being held.
+#: Keyword arguments: ``library_id``, ``user_id``, ``transport`` (``"websocket"``/``"long-poll"``).
+replica_connected = _signals.signal("verdant-replica-connected")
+#: That connection closed. Same arguments as ``replica_connected``.
+replica_disconnected = _signals.signal("verdant-replica-disconnected")
+#: New operations were stored (and are being relayed). ``library_id``, ``replica_id``,
+#: ``user_id``, ``operations`` (the new ones, as the client sent them).
+operations_stored = _signals.signal("verdant-operations-stored")
+#: A library's server copy was deleted (``evict_library``). ``library_id``.
+library_evicted = _signals.signal("verdant-library-evicted")
+#: The first operations stored in a library this process evicted: a replica restored it.
+#: ``library_id``, ``replica_id``, ``user_id``.
+library_restored = _signals.signal("verdant-library-restored")
+#: A compaction pass committed. ``library_id``, ``result`` (a ``CompactionResult``).
+compaction_done = _signals.signal("verdant-compaction-done")
+#: A message was handled. ``library_id``, ``message_type``, ``transport`` (``"http"`` or
+#: ``"websocket"``), ``transaction_seconds`` (its database transaction) and ``fanout_seconds``
+#: (handing its replies and broadcasts to every connection).
+message_handled = _signals.signal("verdant-message-handled")
+#: A request, upgrade or frame was refused. ``code``: the error code (4000-5999) or the
+#: websocket close code (1003, 1008, 1009, 1011); ``transport``.
+request_refused = _signals.signal("verdant-request-refused")
+
+_MESSAGE_TYPES: dict[type, str] = {
+    SyncMessage: "sync",
+    OpMessage: "op",
+    AckMessage: "ack",
+    HeartbeatMessage: "heartbeat",
+    PresenceUpdateMessage: "presence-update",
+}
+
+
+def message_type(message: ClientMessage) -> str:
+    return _MESSAGE_TYPES.get(type(message), "other")
+
+
+class ServerEvents:
+    """Sends the signals on behalf of one app's ``SyncServer``."""
+
+    def __init__(self, sender: Any = None) -> None:
+        self.sender = sender
+        # Libraries this process evicted and nobody has restored yet.
+        self._evicted: set[str] = set()
+
+    def connected(self, sender: TokenInfo, transport: str) -> None:
+        replica_connected.send(
+            self.sender, library_id=sender.library_id, user_id=sender.user_id, transport=transport
+        )
+
+    def disconnected(self, sender: TokenInfo, transport: str) -> None:
+        replica_disconnected.send(
+            self.sender, library_id=sender.library_id, user_id=sender.user_id, transport=transport
+        )
+
+    def handled(
+        self,
+        sender: TokenInfo,
+        message: ClientMessage,
+        envelopes: list[Envelope],
+        transport: str,
+        started: float,
+        stored: float,
+    ) -> None:
+        """One message went through: ``started`` and ``stored`` bracket its transaction."""
+        library_id = sender.library_id
+        message_handled.send(
+            self.sender,
+            library_id=library_id,
+            message_type=message_type(message),
+            transport=transport,
+            transaction_seconds=stored - started,
+            fanout_seconds=time.perf_counter() - stored,
+        )
+        for envelope in envelopes:
+            if isinstance(envelope, Broadcast) and envelope.message.get("type") == "op-re":
+                self._stored(sender, envelope.message)
+
+    def _stored(self, sender: TokenInfo, relay: dict[str, Any]) -> None:
+        library_id = sender.library_id
+        operations_stored.send(
+            self.sender,
+            library_id=library_id,
+            replica_id=relay.get("replicaId"),
+            user_id=sender.user_id,
+            operations=relay.get("operations", []),
+        )
+        if library_id in self._evicted:
+            self._evicted.discard(library_id)
+            library_restored.send(
+                self.sender,
+                library_id=library_id,
+                replica_id=relay.get("replicaId"),
+                user_id=sender.user_id,
+            )
+
+    def refused(self, code: int, transport: str) -> None:
+        request_refused.send(self.sender, code=code, transport=transport)
+
+    def evicted(self, library_id: str) -> None:
+        self._evicted.add(library_id)
+        library_evicted.send(self.sender, library_id=library_id)
+
+    def compacted(self, library_id: str, result: CompactionResult) -> None:
+        compaction_done.send(self.sender, library_id=library_id, result=result)
