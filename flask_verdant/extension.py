@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, current_app
 
 from . import websocket_transport
 from .cli import verdant_cli
+from .cors import register_cors
 from .files import FileStorage, LocalFileStorage
 from .files.views import register_file_routes
 from .health import register_health_routes
@@ -74,6 +75,7 @@ class Verdant:
         register_file_routes(blueprint)
         register_health_routes(blueprint)
         register_metrics(app, blueprint, server)
+        register_cors(blueprint, settings.cors_origins)
         websocket_transport.register(blueprint)
         websocket_transport.configure(app.config, settings)
         app.register_blueprint(blueprint)

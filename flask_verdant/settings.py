@@ -31,6 +31,7 @@ class Settings:
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
     metrics_token: str | None = None  # a bearer token that /metrics requires, if set
+    cors_origins: tuple[str, ...] = ()  # origins allowed to call the sync and file routes
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -83,6 +84,7 @@ class Settings:
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
             metrics_token=pick("metrics_token") or None,
+            cors_origins=_origins(pick("cors_origins")),
         )
 
 
@@ -119,6 +121,14 @@ def instance_relative(path: str, instance_path: str) -> str:
     resolved = os.path.join(instance_path, path)
     os.makedirs(os.path.dirname(resolved), exist_ok=True)
     return resolved
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """Origins from a list, or from text separated by commas or spaces (environment)."""
+    if not value:
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    return tuple(str(item).rstrip("/") for item in items)
 
 
 def _seconds(value: Any) -> float:
