@@ -71,3 +71,12 @@ def test_protocol_document_covers_the_protocol() -> None:
         assert heading in text
     for rule in ("R1", "R2", "R3", "R4", "R5", "R6", "R7"):
         assert f"**{rule}**" in text
+
+
+def test_relative_links_between_documents_resolve() -> None:
+    broken = []
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+?\.md)(?:#[^)]*)?\)", document.read_text("utf-8")):
+            if not (document.parent / target).exists():
+                broken.append(f"{document.name} -> {target}")
+    assert broken == []
