@@ -133,6 +133,9 @@ def _build_registry(app: Flask, server: SyncServer) -> CollectorRegistry:
     def on_disconnected(_: Any, *, transport: str, **__: Any) -> None:
         connections.labels(transport).dec()
 
+    # Children looked up once per (type, transport): this runs for every message.
+    children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
     def on_handled(
         _: Any,
         *,
@@ -142,9 +145,18 @@ def _build_registry(app: Flask, server: SyncServer) -> CollectorRegistry:
         fanout_seconds: float,
         **__: Any,
     ) -> None:
-        messages.labels(message_type, transport).inc()
-        transaction.labels(message_type).observe(transaction_seconds)
-        fanout.labels(message_type).observe(fanout_seconds)
+        key = (message_type, transport)
+        found = children.get(key)
+        if found is None:
+            found = children[key] = (
+                messages.labels(message_type, transport),
+                transaction.labels(message_type),
+                fanout.labels(message_type),
+            )
+        counted, transacted, fanned = found
+        counted.inc()
+        transacted.observe(transaction_seconds)
+        fanned.observe(fanout_seconds)
 
     def on_refused(_: Any, *, code: int, transport: str, **__: Any) -> None:
         refusals.labels(str(code), transport).inc()

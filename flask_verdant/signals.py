@@ -98,15 +98,17 @@ class ServerEvents:
         stored: float,
     ) -> None:
         """One message went through: ``started`` and ``stored`` bracket its transaction."""
-        library_id = sender.library_id
-        message_handled.send(
-            self.sender,
-            library_id=library_id,
-            message_type=message_type(message),
-            transport=transport,
-            transaction_seconds=stored - started,
-            fanout_seconds=time.perf_counter() - stored,
-        )
+        if message_handled.receivers:  # this runs for every message: no work for nobody
+            message_handled.send(
+                self.sender,
+                library_id=sender.library_id,
+                message_type=message_type(message),
+                transport=transport,
+                transaction_seconds=stored - started,
+                fanout_seconds=time.perf_counter() - stored,
+            )
+        if not (operations_stored.receivers or self._evicted):
+            return
         for envelope in envelopes:
             if isinstance(envelope, Broadcast) and envelope.message.get("type") == "op-re":
                 self._stored(sender, envelope.message)
