@@ -92,8 +92,7 @@ class SyncServer:
                 if message.replica_id:
                     self.presence.claim(library_id, message.replica_id, owner)
                 self.hub.deliver(library_id, connection, envelopes)
-                transport = "http" if owner is None else "websocket"
-                self.events.handled(sender, message, envelopes, transport, started, stored)
+                self.events.handled(sender, message, envelopes, owner is None, started, stored)
         if self.presence:
             self.sweeper.wake()
         if not self.settings.disable_rebasing and any(

@@ -93,7 +93,7 @@ class ServerEvents:
         sender: TokenInfo,
         message: ClientMessage,
         envelopes: list[Envelope],
-        transport: str,
+        over_http: bool,
         started: float,
         stored: float,
     ) -> None:
@@ -103,7 +103,7 @@ class ServerEvents:
                 self.sender,
                 library_id=sender.library_id,
                 message_type=message_type(message),
-                transport=transport,
+                transport="http" if over_http else "websocket",
                 transaction_seconds=stored - started,
                 fanout_seconds=time.perf_counter() - stored,
             )
