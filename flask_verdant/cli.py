@@ -145,8 +145,7 @@ def export_command(library_id: str, output: Any) -> None:
     """Write LIBRARY_ID, every stored row of it, as one JSON document."""
     server = _server()
     _existing(server, library_id)
-    with server.locks.hold(library_id):
-        document = export_library(server.database, library_id)
+    document = export_library(server.database, library_id)  # one read snapshot
     json.dump(document, output, indent=1, ensure_ascii=False)
     output.write("\n")
 
@@ -160,11 +159,9 @@ def import_command(source: Any, library_id: str | None) -> None:
         document = json.load(source)
     except ValueError as error:
         raise click.ClickException(f"{source.name} is not JSON: {error}") from error
-    server = _server()
-    target = library_id or (document.get("libraryId") if isinstance(document, dict) else None)
     try:
-        with server.locks.hold(str(target)):
-            imported, counts = import_library(server.database, document, library_id)
+        # One immediate transaction: atomic, and no other process writes meanwhile.
+        imported, counts = import_library(_server().database, document, library_id)
     except ImportRefused as error:
         raise click.ClickException(str(error)) from error
     summary = ", ".join(f"{count} {table}" for table, count in counts.items())
