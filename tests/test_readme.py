@@ -7,12 +7,18 @@ never breaks the test and editing its code always runs it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from .realtime_helpers import Socket, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 _MARKED_BLOCK = re.compile(r"<!-- readme-test: ([\w.]+) -->\n```\w*\n(.*?)```", re.DOTALL)
@@ -89,3 +95,31 @@ def test_the_readme_secrets_are_at_least_32_bytes() -> None:
     secrets = re.findall(r'"(dev-only[^"]*)"', app_code)
     assert len(secrets) == 2
     assert all(len(secret.encode()) >= 32 for secret in secrets)
+
+
+def test_a_websocket_sends_the_token_as_the_readme_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``new WebSocket(url, ["Bearer", token])`` and the README's message get a ``sync-resp``."""
+    spec = importlib.util.spec_from_file_location("readme_app", write_readme_app(tmp_path))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered, so Flask finds the module's folder (and its instance folder) as for app.py.
+    monkeypatch.setitem(sys.modules, "readme_app", module)
+    spec.loader.exec_module(module)
+    app: Flask = module.app
+    client = app.test_client()
+    client.post("/login", data={"name": "ada"})
+    token = client.get("/auth/groceries").get_json()["accessToken"]
+    (message,) = readme_blocks("message")
+    with serving(app) as address:
+        socket = Socket(address, token)
+        try:
+            assert socket.subprotocol == "Bearer"
+            socket.send(json.loads(message))
+            (answer,) = socket.receive_until("sync-resp")
+        finally:
+            socket.close()
+    assert answer["overwriteLocalData"] is False
+    assert (tmp_path / "instance" / "verdant.sqlite3").exists()
+    assert answer["ackedTimestamp"] == json.loads(message)["timestamp"]
