@@ -307,3 +307,19 @@ def test_the_json_lines_logging_example_writes_one_object_per_line(tmp_path: Pat
     assert lines[0]["level"] == "WARNING"
     assert lines[0]["logger"] == "flask_verdant"
     assert lines[0]["message"].startswith("Refused sync request (4011)")
+
+
+def test_the_signal_example_hears_stored_operations(
+    app: Flask, replica: Callable[..., VerdantTestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    (example,) = re.findall(
+        r"<!-- doc-test: signals -->\n```python\n(.*?)```", MONITORING.read_text(), re.DOTALL
+    )
+    namespace: dict[str, Any] = {"app": app}
+    exec(example, namespace)
+    ada = replica("ada")
+    ada.sync()
+    with caplog.at_level("INFO", logger=app.logger.name):
+        ada.op(item(ada, "one"), item(ada, "two"))
+    assert "ada wrote 2 operations to lib" in caplog.messages
+    signals.operations_stored.disconnect(namespace["audit"], app)
