@@ -1,8 +1,9 @@
 """Prometheus metrics at ``<url_prefix>/metrics``, present whenever prometheus-client is installed.
 
 ``pip install 'flask-verdant[metrics]'`` adds it. Each app has its own registry (two apps in one
-process never clash) fed by the server's signals (``flask_verdant.signals``); the database size
-is read when scraped. With ``VERDANT_METRICS_TOKEN`` set, a scrape must send
+process never clash) fed by the server's signals (``flask_verdant.signals``) and, for each
+message, by a plain callback (``ServerEvents.message_observers``); the database size is read
+when scraped. With ``VERDANT_METRICS_TOKEN`` set, a scrape must send
 ``Authorization: Bearer <token>``. Under several worker processes each worker reports its own
 numbers (scrape each, or aggregate by instance).
 """
@@ -137,13 +138,11 @@ def _build_registry(app: Flask, server: SyncServer) -> CollectorRegistry:
     children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def on_handled(
-        _: Any,
-        *,
         message_type: str,
         transport: str,
         transaction_seconds: float,
         fanout_seconds: float,
-        **__: Any,
+        operations: int,
     ) -> None:
         key = (message_type, transport)
         found = children.get(key)
@@ -157,12 +156,11 @@ def _build_registry(app: Flask, server: SyncServer) -> CollectorRegistry:
         counted.inc()
         transacted.observe(transaction_seconds)
         fanned.observe(fanout_seconds)
+        if operations:
+            stored.inc(operations)
 
     def on_refused(_: Any, *, code: int, transport: str, **__: Any) -> None:
         refusals.labels(str(code), transport).inc()
-
-    def on_stored(_: Any, *, operations: list[Any], **__: Any) -> None:
-        stored.inc(len(operations))
 
     def on_compacted(_: Any, *, result: Any, **__: Any) -> None:
         passes.inc()
@@ -171,14 +169,13 @@ def _build_registry(app: Flask, server: SyncServer) -> CollectorRegistry:
     for signal, receiver in (
         (signals.replica_connected, on_connected),
         (signals.replica_disconnected, on_disconnected),
-        (signals.message_handled, on_handled),
         (signals.request_refused, on_refused),
-        (signals.operations_stored, on_stored),
         (signals.compaction_done, on_compacted),
         (signals.library_evicted, lambda _, **__: evictions.inc()),
         (signals.library_restored, lambda _, **__: restores.inc()),
     ):
         signal.connect(receiver, sender=app, weak=False)
+    server.events.message_observers.append(on_handled)
     return registry
 
 
