@@ -69,6 +69,10 @@ _MESSAGE_TYPES: dict[type, str] = {
 }
 
 
+# Evicted libraries remembered for ``library_restored``; older ones are never reported.
+_EVICTIONS_REMEMBERED = 1024
+
+
 def message_type(message: ClientMessage) -> str:
     return _MESSAGE_TYPES.get(type(message), "other")
 
@@ -84,8 +88,8 @@ class ServerEvents:
     def __init__(self, sender: Any = None) -> None:
         self.sender = sender
         self.message_observers: list[MessageObserver] = []
-        # Libraries this process evicted and nobody has restored yet.
-        self._evicted: set[str] = set()
+        # Libraries this process evicted and nobody has restored yet, oldest first, bounded.
+        self._evicted: dict[str, None] = {}
 
     def connected(self, sender: TokenInfo, transport: str) -> None:
         replica_connected.send(
@@ -141,7 +145,7 @@ class ServerEvents:
             operations=relay.get("operations", []),
         )
         if library_id in self._evicted:
-            self._evicted.discard(library_id)
+            del self._evicted[library_id]
             library_restored.send(
                 self.sender,
                 library_id=library_id,
@@ -155,7 +159,10 @@ class ServerEvents:
         request_refused.send(self.sender, code=code, transport=transport)
 
     def evicted(self, library_id: str) -> None:
-        self._evicted.add(library_id)
+        self._evicted.pop(library_id, None)
+        self._evicted[library_id] = None
+        while len(self._evicted) > _EVICTIONS_REMEMBERED:
+            del self._evicted[next(iter(self._evicted))]
         library_evicted.send(self.sender, library_id=library_id)
 
     def compacted(self, library_id: str, result: CompactionResult) -> None:
