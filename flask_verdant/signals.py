@@ -15,6 +15,7 @@ several microseconds.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,7 @@ class ServerEvents:
         self.message_observers: list[MessageObserver] = []
         # Libraries this process evicted and nobody has restored yet, oldest first, bounded.
         self._evicted: dict[str, None] = {}
+        self._evicted_lock = threading.Lock()
 
     def connected(self, sender: TokenInfo, transport: str) -> None:
         replica_connected.send(
@@ -144,8 +146,10 @@ class ServerEvents:
             user_id=sender.user_id,
             operations=relay.get("operations", []),
         )
-        if library_id in self._evicted:
-            del self._evicted[library_id]
+        with self._evicted_lock:
+            restored = library_id in self._evicted
+            self._evicted.pop(library_id, None)
+        if restored:
             library_restored.send(
                 self.sender,
                 library_id=library_id,
@@ -159,10 +163,11 @@ class ServerEvents:
         request_refused.send(self.sender, code=code, transport=transport)
 
     def evicted(self, library_id: str) -> None:
-        self._evicted.pop(library_id, None)
-        self._evicted[library_id] = None
-        while len(self._evicted) > _EVICTIONS_REMEMBERED:
-            del self._evicted[next(iter(self._evicted))]
+        with self._evicted_lock:
+            self._evicted.pop(library_id, None)
+            self._evicted[library_id] = None
+            while len(self._evicted) > _EVICTIONS_REMEMBERED:
+                del self._evicted[next(iter(self._evicted))]
         library_evicted.send(self.sender, library_id=library_id)
 
     def compacted(self, library_id: str, result: CompactionResult) -> None:
