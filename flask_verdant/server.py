@@ -18,7 +18,6 @@ from .broker import Broker, LocalBroker, ProcessIdentity
 from .compaction import CompactionResult
 from .coordination import EVICT_LIBRARY, EVICT_USER, PROFILE_CHANGED, Coordinator, Event
 from .engine import EngineSettings, SyncEngine
-from .errors import ErrorCode, VerdantError
 from .files import FileStorage
 from .files.service import FileService
 from .hosts import HostMap
@@ -30,6 +29,7 @@ from .presence import Departure
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
+from .signals import ServerEvents
 from .storage import Database
 from .tokens import TokenInfo, TokenVerifier
 
@@ -118,6 +118,7 @@ class SyncServer:
         self.compactions = LibraryScheduler(
             self._compaction_pass, settings.compaction_delay_seconds
         )
+        self.events = ServerEvents()
 
     def authenticate(self, token: str | None, *, remember: bool = False) -> TokenInfo:
         """``remember`` for a client that sends the token again and again (HTTP sync)."""
@@ -138,7 +139,10 @@ class SyncServer:
 
     def connect(self, sender: TokenInfo, connection: Connection, *, lasting: bool) -> Member:
         """Register a connection in its library; ``lasting`` for a websocket."""
-        return self.hub.register(sender.library_id, sender.user_id, connection, lasting=lasting)
+        member = self.hub.register(sender.library_id, sender.user_id, connection, lasting=lasting)
+        if lasting:
+            self.events.connected(sender, "websocket")
+        return member
 
     def process(self, sender: TokenInfo, member: Member, messages: list[ClientMessage]) -> None:
         """Handle one batch in order under the library's lock, delivering as it goes.
@@ -156,16 +160,20 @@ class SyncServer:
             with self.locks.hold(library_id):
                 self.engine.check_ownership(sender, messages)
                 for message in messages:
+                    started = time.perf_counter()
                     if isinstance(message, _WRITES):
                         with self.database.write() as tx:
                             envelopes = self.engine.handle(sender, message, pull=pull)
+                            stored = time.perf_counter()
                             replies += self._publish(library_id, member, envelopes)
                             if isinstance(message, SyncMessage) and member.lasting:
                                 # Its answer holds everything up to here (``Hub.deliver``).
                                 member.saw(tx.last_server_order(library_id))
                     else:
                         envelopes = self.engine.handle(sender, message, pull=pull)
+                        stored = time.perf_counter()
                         replies += self._publish(library_id, member, envelopes)
+                    self.events.handled(sender, message, envelopes, pull, started, stored)
                     shown = _peer_presence(envelopes, shown)
                     replica_id = message.replica_id
                     if replica_id and (
@@ -243,6 +251,7 @@ class SyncServer:
             total.documents.extend(result.documents)
             total.quarantined.extend(result.quarantined)
             total.dropped_file_ids.extend(result.dropped_file_ids)
+            self.events.compacted(library_id, result)
             if not result.has_more:
                 return total
 
@@ -251,6 +260,7 @@ class SyncServer:
             return False  # another process runs this burst's pass
         with self.locks.hold(library_id):
             result = self.engine.compact_library(library_id, self.settings.compaction_batch_size)
+        self.events.compacted(library_id, result)
         if result.folded_operations or result.quarantined:
             logger.info(
                 "Compacted library %s: folded %d operations of %d documents",
@@ -269,6 +279,7 @@ class SyncServer:
         with self.locks.hold(library_id):
             for departure in self.presence.release(library_id, member.id):
                 self._announce(departure)
+        self.events.disconnected(sender, "websocket")
 
     def expire_presence(self) -> bool:
         """Announce users whose replicas stopped refreshing; say whether anyone is left."""
@@ -305,6 +316,7 @@ class SyncServer:
             self.hub.close_library(library_id)
         self.broker.announce_events()
         self.files.evict(library_id)
+        self.events.evicted(library_id)
         logger.info("Evicted library %s", library_id)
 
     def evict_user(self, library_id: str, user_id: str) -> int:
@@ -347,14 +359,19 @@ class SyncServer:
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
 
-    def ready(self) -> VerdantError | None:
-        """Why this process cannot serve now (readiness), or None."""
-        refusal = self.coordinator.refusal()
-        if refusal is not None:
-            return refusal
-        if not self.broker.ready():
-            return VerdantError(ErrorCode.UNAVAILABLE, "The message queue is unreachable")
-        return None
+    def ready(self) -> dict[str, bool]:
+        """What readiness depends on, each checked now; the app is ready when all are true.
+
+        ``serving``: this process is not refusing sync because several processes serve the
+        database without a shared message queue (``coordination``).
+        """
+        checks = {
+            "database": self.database.reachable(),
+            "serving": self.coordinator.refusal() is None,
+        }
+        if self.broker.spans_processes:
+            checks["message_queue"] = self.broker.ready()
+        return checks
 
     def close(self) -> None:
         self.coordinator.leave()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 import redis
@@ -98,7 +99,7 @@ def test_clear_forgets_a_library(make_store: MakeStore) -> None:
 def test_workers_racing_to_expire_a_replica_announce_it_once(shared_redis: RedisServer) -> None:
     client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
-    first, second = (RedisPresence(client, namespace, 30, lambda w=w: w) for w in ("a", "b"))
+    first, second = (RedisPresence(client, namespace, 30, partial(str, w)) for w in ("a", "b"))
     with_entries(first, *((f"lib{i}", f"r{i}", f"user{i}") for i in range(20)), now=0)
     departures = first.sweep(now=100) + second.sweep(now=100)
     assert sorted(d.replica_id for d in departures) == sorted(f"r{i}" for i in range(20))
@@ -110,7 +111,7 @@ def test_what_a_killed_worker_held_is_reaped_once_by_the_others(
     client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
     dead, alive, other = (
-        RedisPresence(client, namespace, 30, lambda w=w: w, dead_after_seconds=5)
+        RedisPresence(client, namespace, 30, partial(str, w), dead_after_seconds=5)
         for w in ("dead", "alive", "other")
     )
     with_entries(dead, ("lib", "r1", "alice"), ("lib", "r2", "bob"), now=0)
@@ -131,11 +132,11 @@ def test_a_departure_is_published_by_the_script_that_removes_it(
     connection can never reach peers after the same replica's next arrival."""
     client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
-    listener = client.pubsub()
+    listener = client.pubsub()  # type: ignore[no-untyped-call]
     listener.subscribe(f"{namespace}:bus")
     assert listener.get_message(timeout=2)["type"] == "subscribe"
     workers = [
-        RedisPresence(client, namespace, 30, lambda w=w: w, channel=f"{namespace}:bus")
+        RedisPresence(client, namespace, 30, partial(str, w), channel=f"{namespace}:bus")
         for w in ("a", "b")
     ]
     with_entries(workers[0], ("lib", "r1", "alice"), now=0)

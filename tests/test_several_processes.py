@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,7 @@ def test_several_servers_without_a_message_queue_refuse_to_split(
     first, second = (
         Coordinator(
             database,
-            lambda w=w: w,
+            partial(str, w),
             "",
             lambda event: None,
             clock=lambda: now[0],
@@ -218,7 +219,7 @@ def test_servers_sharing_a_message_queue_do_not_refuse(tmp_path: Path) -> None:
     workers = [
         Coordinator(
             database,
-            lambda w=w: w,
+            partial(str, w),
             "redis redis://q/0",
             lambda event: None,
             clock=lambda: now[0],
@@ -355,3 +356,16 @@ def test_a_worker_that_missed_a_relay_makes_its_clients_resync(
     client.close()
     assert_closed(bob_socket)
     assert_closed(alice_socket)
+
+
+def test_readiness_includes_the_message_queue(redis_workers: Workers, tmp_path: Path) -> None:
+    answer = redis_workers.app().test_client().get("/sync/ready")
+    assert answer.status_code == 200
+    checks = answer.get_json()["checks"]
+    assert checks == {"database": True, "serving": True, "message_queue": True}
+    unreachable = Workers(
+        str(tmp_path / "other.sqlite3"), {"VERDANT_MESSAGE_QUEUE": "redis://127.0.0.1:1/0"}
+    )
+    answer = unreachable.app().test_client().get("/sync/ready")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["message_queue"] is False

@@ -4,6 +4,7 @@ the chosen worker, and a killed worker is replaced."""
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ import requests
 from tests.interop.driver import wait_until
 
 from ..redis_server import RedisServer
+from .cluster import Cluster
 from .conftest import MakeCluster
 
 pytestmark = pytest.mark.slow
@@ -25,6 +27,10 @@ def test_redis_server_stops_and_restarts_on_its_port(redis_server: RedisServer) 
     assert redis_server.port == port and redis_server.ping()
 
 
+def _accepted(cluster: Cluster, pid: int, before: dict[int, int]) -> bool:
+    return cluster.connections()[pid] > before[pid]
+
+
 def test_steering_places_each_connection_on_the_chosen_worker(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(3)
     pids = cluster.worker_pids()
@@ -36,7 +42,7 @@ def test_steering_places_each_connection_on_the_chosen_worker(make_cluster: Make
             with cluster.only(pid):
                 held.append(socket.create_connection(("127.0.0.1", cluster.port), timeout=5))
                 wait_until(
-                    lambda pid=pid, before=before: cluster.connections()[pid] > before[pid],
+                    partial(_accepted, cluster, pid, before),
                     10,
                     message=f"not accepted by {pid}",
                 )

@@ -82,6 +82,18 @@ def stored(cluster: Cluster, library: str, doc_id: str) -> bool:
     return response.ok and response.json() is not None
 
 
+def _sees(client: Client) -> str:
+    return f"{client.name} sees {sorted(client.presence()['peers'])}"
+
+
+def _went_offline(offlines: Callable[[Client], int], client: Client) -> bool:
+    return offlines(client) >= 1
+
+
+def _connected(client: Client) -> bool:
+    return bool(client.is_connected)
+
+
 def sees_all_peers(client: Client, clients: list[Client]) -> bool:
     """``client`` sees every other client's user, profile and presence."""
     peers = client.presence()["peers"]
@@ -98,7 +110,7 @@ def wait_presence_complete(clients: list[Client], timeout: float = 20.0) -> None
         wait_until(
             partial(sees_all_peers, client, clients),
             timeout,
-            message=lambda c=client: f"{c.name} sees {sorted(c.presence()['peers'])}",
+            message=partial(_sees, client),
         )
 
 
@@ -180,7 +192,9 @@ def test_operations_and_presence_reach_every_peer_once_across_three_workers(
         )
 
     for client in stayers:
-        wait_until(lambda c=client: offlines(c) >= 1, 15, message=f"{client.name}: no offline")
+        wait_until(
+            partial(_went_offline, offlines, client), 15, message=f"{client.name}: no offline"
+        )
     # a second notice would come by the keepalive at the latest (expiry on another worker)
     time.sleep(KEEPALIVE_SECONDS + 1)
     assert {c.name: offlines(c) for c in stayers} == {c.name: 1 for c in stayers}
@@ -222,7 +236,7 @@ def test_kill_9_of_a_worker_mid_burst_loses_nothing(
     final = wait_converged(clients)
     assert {d["id"] for d in final} == written
     for client in victims:
-        wait_until(lambda c=client: c.is_connected, 15, message=f"{client.name} not reconnected")
+        wait_until(partial(_connected, client), 15, message=f"{client.name} not reconnected")
 
     # the server holds all of it: a newcomer gets exactly the same
     newcomer = open_on(cluster, None, drivers["3.6.3"], "newcomer", "killed")
