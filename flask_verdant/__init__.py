@@ -27,6 +27,8 @@ _EXPORTS = {
     "VerdantError": ".errors",
 }
 
+__version__ = "0.1.0"
+
 __all__ = [
     "ErrorCode",
     "FileInfo",
@@ -37,6 +39,7 @@ __all__ = [
     "TokenProvider",
     "Verdant",
     "VerdantError",
+    "__version__",
 ]
 
 

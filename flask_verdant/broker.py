@@ -22,8 +22,12 @@ from typing import Protocol
 
 from .presence import PresenceRegistry, PresenceStore
 
-# library id, JSON text, id of the connection to skip (the sender) or None
-Deliver = Callable[[str, str, "str | None"], None]
+Orders = tuple[int, int]
+# library id, JSON text, id of the connection to skip (the sender) or None, the server orders of
+# an op-re (see ``hub.Hub.deliver``)
+Deliver = Callable[[str, str, "str | None", "Orders | None"], None]
+# a library whose connections in this process may have missed broadcasts, or None for all
+Resync = Callable[["str | None"], None]
 
 
 class Broker(Protocol):
@@ -37,17 +41,19 @@ class Broker(Protocol):
     def description(self) -> str:
         """How workers register themselves (``workers`` table): equal for brokers that agree."""
 
-    def start(
-        self, deliver: Deliver, events_pending: Callable[[], None], resync: Callable[[], None]
-    ) -> None:
+    def start(self, deliver: Deliver, events_pending: Callable[[], None], resync: Resync) -> None:
         """Begin receiving in this process; idempotent, and again in a forked child.
 
         ``events_pending``: another process recorded events; ``resync``: broadcasts may have
         been missed (an outage), so this process's clients must catch up through ``sync``.
         """
 
-    def publish(self, library_id: str, payload: str, exclude: str | None) -> None:
-        """Deliver a broadcast to every connection of the library, in every process."""
+    def publish(
+        self, library_id: str, payload: str, exclude: str | None, orders: Orders | None = None
+    ) -> None:
+        """Deliver a broadcast to every connection of the library, in every process.
+
+        ``orders``: the first and last server order an ``op-re`` carries."""
 
     def announce_events(self) -> None:
         """Tell the other processes that the database holds new administrative events."""
@@ -71,14 +77,14 @@ class LocalBroker:
         self.presence: PresenceStore = PresenceRegistry(presence_keepalive_seconds)
         self._deliver: Deliver | None = None
 
-    def start(
-        self, deliver: Deliver, events_pending: Callable[[], None], resync: Callable[[], None]
-    ) -> None:
+    def start(self, deliver: Deliver, events_pending: Callable[[], None], resync: Resync) -> None:
         self._deliver = deliver
 
-    def publish(self, library_id: str, payload: str, exclude: str | None) -> None:
+    def publish(
+        self, library_id: str, payload: str, exclude: str | None, orders: Orders | None = None
+    ) -> None:
         if self._deliver is not None:
-            self._deliver(library_id, payload, exclude)
+            self._deliver(library_id, payload, exclude, orders)
 
     def announce_events(self) -> None:
         """Nothing to wake: other processes poll the events table."""

@@ -1,12 +1,14 @@
-"""History compaction ("rebasing", spec 6.6): fold old operations into document baselines.
+"""History compaction ("rebasing"): fold old operations into document baselines.
+
+See docs/protocol.md, "Compaction".
 
 An operation may be folded once every replica has it: its timestamp is before the library's
 global ack and its server order is at most what every recently seen replica acknowledged (the
 reference requires "below", which leaves the newest operation unfolded for no reason). The
 reference's faults are fixed here: a document stops at its first operation that may not be
-folded, whatever the reason (12.10); a missing baseline starts as deleted, not ``{}`` (12.11);
-an operation that cannot be applied quarantines its document instead of crashing (12.3); and a
-pass is one transaction over a bounded batch, so a crash leaves history as it was (12.5).
+folded, whatever the reason; a missing baseline starts as deleted, not ``{}``; an operation
+that cannot be applied quarantines its document instead of crashing; and a pass is one
+transaction over a bounded batch, so a crash leaves history as it was.
 """
 
 from __future__ import annotations

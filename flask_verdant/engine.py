@@ -1,4 +1,5 @@
-"""The protocol core: the rules of spec 6 applied to one validated message.
+"""The protocol core: the rules of docs/protocol.md ("Handling each message") applied to one
+validated message.
 
 No Flask, sockets or threads here. Given the sender's verified token and a message, the engine
 reads and writes storage in one transaction and returns the envelopes to deliver, in emission
@@ -7,11 +8,11 @@ semantics of the reference server.
 
 Messages that arrive over HTTP (``pull``) follow extra rules, because the 3.x pull client drops
 edits made before its first sync answer and folds them away locally
-(``shared/spec/pull-client-race.md``): R1, a new pull replica's first storing sync is followed by
-``need-since`` so it sends its full history; R2, that history is merged, not reset; R3, no
-``server-ack`` over HTTP; R4 and R5, a pull replica is acknowledged one poll behind, and counted
-in the global ack only that far; R7, every insert is de-duplicated, including operations
-already folded into a baseline.
+(docs/protocol.md, "Pull clients and early edits (R1-R7)"): R1, a new pull replica's first
+storing sync is followed by ``need-since`` so it sends its full history; R2, that history is
+merged, not reset; R3, no ``server-ack`` over HTTP; R4 and R5, a pull replica is acknowledged
+one poll behind, and counted in the global ack only that far; R7, every insert is
+de-duplicated, including operations already folded into a baseline.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class SyncEngine:
         self._refresh_presence(sender, message.replica_id, now)
         return envelopes
 
-    # sync (spec 6.2, with fixes 12.7, 12.8, 12.12, 12.14, and the pull rules)
+    # sync (docs/protocol.md: "sync", "Differences from the official server", R1-R7)
 
     def _handle_sync(
         self, tx: Transaction, sender: TokenInfo, m: SyncMessage, now: float, pull: bool
@@ -140,7 +141,7 @@ class SyncEngine:
 
         if overwrite:
             # A replica told to drop its data must receive everything, not what follows a
-            # stale acknowledgement (reference weakness 12.7).
+            # stale acknowledgement (docs/protocol.md, "Differences from the official server").
             tx.reset_replica_acks(library_id, m.replica_id)
             operations = tx.operations_json_after(library_id, 0)
             baselines = tx.baselines_json_after(library_id, None)
@@ -228,6 +229,7 @@ class SyncEngine:
         now: float,
     ) -> Broadcast:
         """``op-re`` to the library's other connections: the operations that were new."""
+        last = tx.last_server_order(library_id)
         return Broadcast(
             _omit_none(
                 {
@@ -239,6 +241,7 @@ class SyncEngine:
                 }
             ),
             include_sender=False,
+            orders=(last - len(operations) + 1, last),
         )
 
     def _sync_response(
@@ -277,7 +280,7 @@ class SyncEngine:
             return replica, "truant"
         return replica, "existing"
 
-    # op (spec 6.3)
+    # op (docs/protocol.md, "op")
 
     def _handle_op(
         self, tx: Transaction, sender: TokenInfo, m: OpMessage, now: float, pull: bool
@@ -306,7 +309,7 @@ class SyncEngine:
         envelopes.extend(self._global_ack_changes(tx, library_id, previous, now))
         return envelopes
 
-    # ack (spec 6.4, with fix 12.9: nonces are capped at the library's counter)
+    # ack (docs/protocol.md, "ack": nonces are capped at the library's counter)
 
     def _handle_ack(
         self, tx: Transaction, sender: TokenInfo, m: AckMessage, now: float
@@ -325,7 +328,7 @@ class SyncEngine:
         )
         return self._global_ack_changes(tx, library_id, previous, now)
 
-    # presence (spec 6.8)
+    # presence (docs/protocol.md, "Presence")
 
     def _handle_presence_update(
         self, sender: TokenInfo, m: PresenceUpdateMessage, now: float
@@ -347,7 +350,7 @@ class SyncEngine:
         if replica_id:
             self.presence.refresh(sender.library_id, replica_id, now)
 
-    # global ack (spec 6.5, with fix 12.13: one monotonic value per library)
+    # global ack (docs/protocol.md, "The global ack": one monotonic value per library)
 
     def _global_ack(self, tx: Transaction, library_id: str, now: float) -> str | None:
         computed = tx.min_acked_logical_time(
@@ -426,7 +429,7 @@ class SyncEngine:
 
 
 def _omit_none(message: dict[str, Any]) -> dict[str, Any]:
-    """Absent optional fields are omitted on the wire, never sent as null (spec 4.1)."""
+    """Absent optional fields are omitted, never sent as null (docs/protocol.md, "Messages")."""
     return {key: value for key, value in message.items() if value is not None}
 
 

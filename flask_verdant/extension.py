@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, Flask, current_app
 
 from . import websocket_transport
 from .cli import verdant_cli
-from .files import FileStorage
+from .cors import register_cors
+from .files import FileStorage, LocalFileStorage
 from .files.views import register_file_routes
+from .health import register_health_routes
 from .http_transport import sync_view
+from .metrics import register_metrics
 from .oids import create_oid
 from .profiles import ProfileLoader
 from .server import SyncServer
-from .settings import Settings
+from .settings import Settings, instance_relative, set_config_defaults
 
 
 class Verdant:
@@ -51,15 +55,27 @@ class Verdant:
     def init_app(self, app: Flask) -> None:
         if "verdant" in app.extensions:
             raise RuntimeError("flask-verdant is already set up on this app")
+        set_config_defaults(app.config)
         settings = Settings.resolve(app.config, self._arguments)
+        settings = dataclasses.replace(
+            settings, database_file=instance_relative(settings.database_file, app.instance_path)
+        )
         profiles = self._profiles or app.config.get("VERDANT_PROFILES")
         file_storage = self._file_storage or app.config.get("VERDANT_FILE_STORAGE")
+        if isinstance(file_storage, str):
+            file_storage = LocalFileStorage(file_storage)
+        if isinstance(file_storage, LocalFileStorage):
+            file_storage = file_storage.under(app.instance_path)
         server = SyncServer(settings, profiles, file_storage)
+        server.events.sender = app
         app.extensions["verdant"] = server
         app.before_request(server.files.sweeper.wake)
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
         register_file_routes(blueprint)
+        register_health_routes(blueprint)
+        register_metrics(app, blueprint, server)
+        register_cors(blueprint, settings.cors_origins)
         websocket_transport.register(blueprint)
         app.register_blueprint(blueprint)
         app.cli.add_command(verdant_cli)

@@ -2,14 +2,15 @@
 
 The view only authenticates, decodes and validates, then hands the batch to the server; the
 response holds the direct replies plus every library broadcast emitted while the request was
-registered (spec 3.2), in emission order.
+registered, in emission order (docs/protocol.md, "HTTP push/pull").
 
 Long-poll, for clients that cannot hold a websocket: a request with ``Prefer: wait=<seconds>``
 (RFC 7240) is held after processing until a broadcast reaches it (another replica's ``op-re``, a
 presence change, a global ack) or the wait ends, and says ``Preference-Applied: wait=<n>``.
 ``{"messages": []}`` is a pure listen. Requests without the header are never held: real pull
-clients give up on answers slower than 3 s (spec 3.7). A held request is a parked greenlet under
-gevent, but a whole thread under the threaded dev server or a sync worker.
+clients give up on answers slower than 3 s (docs/protocol.md, "Long-poll"). A held request is
+a parked greenlet under gevent, but a whole thread under the threaded dev server or a sync
+worker.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ class RequestConnection:
 
 
 def request_token(req: Request) -> str | None:
-    """Authorization: Bearer, then the websocket subprotocol hack, then ``?token=`` (spec 2.3)."""
+    """Authorization: Bearer, then the websocket subprotocol, then ``?token=``.
+
+    See docs/protocol.md, "Tokens".
+    """
     scheme, _, value = req.headers.get("Authorization", "").partition(" ")
     if scheme == "Bearer" and value.strip():
         return value.strip()
@@ -103,7 +107,11 @@ def sync_view() -> Response:
         try:
             server.process(sender, member, messages)
             if wait:
-                connection.listen(wait, _disconnect_probe(request.environ))
+                server.events.connected(sender, "long-poll")
+                try:
+                    connection.listen(wait, _disconnect_probe(request.environ))
+                finally:
+                    server.events.disconnected(sender, "long-poll")
         finally:
             server.disconnect(sender, member)
     except VerdantError as error:
@@ -167,6 +175,7 @@ def _too_large(limit: int) -> VerdantError:
 
 def error_response(error: VerdantError, *, quiet: bool = False) -> Response:
     """The JSON error answer; ``quiet`` logs a refusal at debug level (for repeats)."""
+    current_app.extensions["verdant"].events.refused(int(error.code), "http")
     if error.http_status >= 500:
         logger.error("Sync error %s: %s", int(error.code), error.message)
     else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,9 +39,47 @@ class Member:
     connection: Connection
     lasting: bool
     replica_ids: set[str] = field(default_factory=set)
+    # The last server order this connection's client holds: set by its sync, raised by each
+    # op-re delivered to it; None until it synced.
+    seen: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _held: list[str] | None = field(default=None, repr=False)
+
+    def saw(self, server_order: int) -> None:
+        self.seen = server_order if self.seen is None else max(self.seen, server_order)
 
     def send(self, payload: str) -> None:
+        """A broadcast: held back while the connection awaits the answer to its own message."""
+        with self._lock:
+            if self._held is not None:
+                self._held.append(payload)
+                return
         self.connection.send(payload)
+
+    @contextmanager
+    def answering(self) -> Iterator[Callable[[str], None]]:
+        """While the server answers this connection's message, broadcasts to it wait.
+
+        The answer is read inside the message's transaction but sent once that is on disk;
+        a broadcast published meanwhile is newer than the answer, and a client takes a
+        ``sync-resp`` as the whole truth (its ``peerPresence`` replaces what it knew), so the
+        broadcast must arrive after it. Yields the function that sends the answers.
+
+        Only a lasting connection waits: an HTTP answer is followed by the next poll's, and a
+        held long-poll must wake at once for what arrives.
+        """
+        if not self.lasting:
+            yield self.connection.send
+            return
+        with self._lock:
+            self._held = []
+        try:
+            yield self.connection.send
+        finally:
+            with self._lock:
+                held, self._held = self._held or [], None
+            for payload in held:
+                self.connection.send(payload)
 
 
 class Hub:
@@ -78,11 +117,32 @@ class Hub:
         with self._lock:
             return list(self._libraries)
 
-    def deliver(self, library_id: str, payload: str, exclude: str | None = None) -> None:
-        """Hand a broadcast to this process's connections of the library, but ``exclude``."""
+    def deliver(
+        self,
+        library_id: str,
+        payload: str,
+        exclude: str | None = None,
+        orders: tuple[int, int] | None = None,
+    ) -> None:
+        """Hand a broadcast to this process's connections of the library, but ``exclude``.
+
+        An ``op-re`` (``orders``: its first and last server order) that does not follow what a
+        synced websocket's client holds means the client missed one (the message queue was
+        away): it is not delivered and the connection is closed, so the client catches up
+        through ``sync`` instead of acknowledging past what it never got.
+        """
+        missed: list[Member] = []
         for member in self.members(library_id):
+            if orders is not None and member.seen is not None:
+                if orders[0] > member.seen + 1:
+                    missed.append(member)
+                    continue
+                member.saw(orders[1])  # the sender holds its own operations too
             if member.id != exclude:
                 member.send(payload)
+        for member in missed:
+            self.unregister(member)
+            member.connection.close()
 
     def close_library(self, library_id: str) -> int:
         """Close and forget this process's connections of a library; returns how many."""

@@ -2,7 +2,7 @@
 
 Validation happens up front for a whole request so that malformed input is refused before any
 message of it has been applied. Operations and baselines keep the exact dicts the client sent,
-because ``op-re`` must relay them unchanged (spec 4.1).
+because ``op-re`` must relay them unchanged (docs/protocol.md, "Messages").
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _parse_sync(raw: JSONDict) -> SyncMessage:
         operations=_operations(raw, "operations"),
         baselines=_records(raw, "baselines"),
         since=since,
-        # A missing `since` claims history, like the reference server treats it (spec 11.1/18).
+        # A missing `since` claims history, as the reference server treats it.
         since_is_null="since" in raw and since is None,
         resync_all=resync_all,
     )

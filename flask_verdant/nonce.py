@@ -1,4 +1,6 @@
-"""The opaque ack token of ``sync-resp``: base64 of the JSON server order (spec 6.2).
+"""The opaque ack token of ``sync-resp``: base64 of the JSON server order.
+
+See docs/protocol.md, "Messages".
 
 Clients echo it unchanged, so it is decoded while validating the batch: a nonce this server
 could not have issued is refused before any message of the request is applied.

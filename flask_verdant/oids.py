@@ -1,4 +1,4 @@
-"""Object identifiers (OIDs) of Verdant entities (spec 7.1).
+"""Object identifiers (OIDs) of Verdant entities (docs/protocol.md, "Object ids").
 
 The server treats OIDs as opaque keys; it builds one only for document
 snapshots and rewrites legacy ones in the v5 storage migration. The helpers

@@ -13,8 +13,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class Broadcast:
+    """``orders``: the server orders an ``op-re`` carries, first and last, so that a connection
+    that missed one is noticed before its client acknowledges past it (``hub.Hub.deliver``)."""
+
     message: dict[str, Any]
     include_sender: bool
+    orders: tuple[int, int] | None = None
 
 
 Envelope = Reply | Broadcast

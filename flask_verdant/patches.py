@@ -1,4 +1,4 @@
-"""Applying Verdant operation patches to normalized snapshots (spec 7.5-7.7).
+"""Applying Verdant operation patches to normalized snapshots (docs/protocol.md, "Patches").
 
 This reproduces ``applyPatch``/``applyOperations`` of ``@verdant-web/common``
 2.2.0 and 2.3.1, quirks included, because clients fold the same operations

@@ -42,11 +42,16 @@ class _ReplicaPresence:
 
 @dataclass(frozen=True)
 class Departure:
-    """A user whose last replica left a library."""
+    """A user whose last replica left a library.
+
+    ``announced``: the store already published the ``presence-offline`` (the Redis store does,
+    atomically with the removal, so it cannot overtake the replica's next arrival).
+    """
 
     library_id: str
     replica_id: str
     user_id: str
+    announced: bool = False
 
     def message(self) -> dict[str, Any]:
         return {"type": "presence-offline", "replicaId": self.replica_id, "userId": self.user_id}

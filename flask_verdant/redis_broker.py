@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from . import json_codec
-from .broker import Deliver, ProcessIdentity
+from .broker import Deliver, Orders, ProcessIdentity, Resync
 from .presence import PresenceStore
-from .redis_presence import ERRORS, Outage, RedisPresence
+from .redis_presence import ERRORS, Outage, RedisPresence, frame
 
 logger = logging.getLogger("flask_verdant")
 
@@ -45,12 +45,22 @@ class RedisBroker:
     ) -> None:
         self.description = f"redis {_without_password(url)}"
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=15
+            # Short: a publish runs inside a write transaction, and an unreachable Redis must
+            # not hold it long (on a LAN, Redis answers in well under a millisecond).
+            url,
+            socket_timeout=1.0,
+            socket_connect_timeout=0.5,
+            health_check_interval=15,
         )
         self._channel = f"{namespace}:bus"
         self._outage = Outage(self.description)
         self._presence = RedisPresence(
-            self._redis, namespace, presence_keepalive_seconds, identity, outage=self._outage
+            self._redis,
+            namespace,
+            presence_keepalive_seconds,
+            identity,
+            outage=self._outage,
+            channel=self._channel,
         )
         self.presence: PresenceStore = self._presence
         self._lock = threading.Lock()
@@ -59,13 +69,13 @@ class RedisBroker:
         self._subscribed = threading.Event()
         self._deliver: Deliver | None = None
         self._events_pending: Callable[[], None] = _nothing
-        self._resync: Callable[[], None] = _nothing
+        self._resync: Resync = _resync_nothing
 
     def start(
         self,
         deliver: Deliver,
         events_pending: Callable[[], None],
-        resync: Callable[[], None],
+        resync: Resync,
     ) -> None:
         if self._pid == os.getpid():
             return
@@ -80,20 +90,20 @@ class RedisBroker:
         if not self._subscribed.wait(2.0):
             logger.warning("Subscribing to the message queue takes long; serving anyway")
 
-    def publish(self, library_id: str, payload: str, exclude: str | None) -> None:
-        if not self._outage.down:
-            frame = json_codec.dumps([_DELIVER, library_id, exclude]) + "\n" + payload
-            try:
-                self._redis.publish(self._channel, frame)
-                return
-            except _ERRORS as error:
-                self._lost(error)
+    def publish(
+        self, library_id: str, payload: str, exclude: str | None, orders: Orders | None = None
+    ) -> None:
+        try:
+            self._redis.publish(self._channel, frame(library_id, payload, exclude, orders))
+            return
+        except _ERRORS as error:
+            self._lost(error)
         if self._deliver is not None:
-            self._deliver(library_id, payload, exclude)
+            self._deliver(library_id, payload, exclude, orders)
 
     def announce_events(self) -> None:
         try:
-            self._redis.publish(self._channel, json_codec.dumps([_EVENTS, "", None]) + "\n")
+            self._redis.publish(self._channel, json_codec.dumps([_EVENTS, "", None, None]) + "\n")
         except _ERRORS as error:
             self._lost(error)
 
@@ -155,21 +165,27 @@ class RedisBroker:
         if kind != "message" or not isinstance(data, bytes):
             return
         header, _, payload = data.decode("utf-8", "surrogatepass").partition("\n")
-        what, library_id, exclude = json_codec.loads(header)
-        if what == _DELIVER and self._deliver is not None:
-            self._deliver(library_id, payload, exclude)
+        what, library_id, exclude, orders = json_codec.loads(header)
+        if what == _DELIVER:
+            if self._deliver is not None:
+                self._deliver(library_id, payload, exclude, tuple(orders) if orders else None)
         elif what == _EVENTS:
             self._events_pending()
 
     def _recovered(self) -> None:
+        self._outage.down = False
         logger.warning(
             "The message queue (%s) is back; resyncing this worker's clients", self.description
         )
         self._events_pending()
-        self._resync()
+        self._resync(None)
 
 
 def _nothing() -> None:
+    return None
+
+
+def _resync_nothing(library_id: str | None) -> None:
     return None
 
 

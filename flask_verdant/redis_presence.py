@@ -13,7 +13,9 @@ Every removal runs as one Lua script that deletes the entry and says whether it 
 last replica, so of all the workers racing to remove it, exactly one announces the departure.
 
 While Redis is unreachable presence is not shared: reads answer empty and writes are dropped
-(``Outage``), so syncing goes on; the broker makes clients resync when Redis is back.
+(``Outage``), so syncing goes on; the broker makes clients resync when Redis is back. Every call
+still tries Redis: a worker that has not noticed yet that Redis is back must not drop what
+its clients send meanwhile.
 """
 
 from __future__ import annotations
@@ -54,14 +56,12 @@ class Outage:
 
 
 def _tolerant(default: Callable[[], T]) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """While Redis is down, skip the call; if it fails, record the outage. Either way answer
-    ``default()``: presence is a courtesy, syncing must go on."""
+    """If the call fails, record the outage and answer ``default()``: presence is a courtesy,
+    syncing must go on."""
 
     def decorate(method: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(method)
         def wrapper(self: RedisPresence, *args: Any, **kwargs: Any) -> T:
-            if self.outage.down:
-                return default()
             try:
                 return method(self, *args, **kwargs)
             except ERRORS as error:
@@ -71,6 +71,14 @@ def _tolerant(default: Callable[[], T]) -> Callable[[Callable[..., T]], Callable
         return wrapper
 
     return decorate
+
+
+_USER = "\u0000user\u0000"  # stands for the user id, which only the script knows
+
+
+def frame(library_id: str, payload: str, exclude: str | None = None, orders: Any = None) -> str:
+    """A broadcast as the broker's channel carries it: a JSON header line, then the payload."""
+    return json_codec.dumps(["D", library_id, exclude, orders]) + "\n" + payload
 
 
 def _no_departures() -> list[Departure]:
@@ -101,6 +109,9 @@ redis.call('ZREM', KEYS[4], ARGV[2])
 for _, other in ipairs(redis.call('HVALS', KEYS[2])) do
   if other == user then return false end
 end
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. cjson.encode(user) .. ARGV[7])
+end
 return user
 """
 
@@ -126,13 +137,17 @@ class RedisPresence:
         worker_id: Callable[[], str],
         dead_after_seconds: float = 5.0,
         outage: Outage | None = None,
+        channel: str = "",
     ) -> None:
+        """``channel``: where the broker's frames go; departures are published there, in the
+        same script that removes the replica (see ``Departure.announced``)."""
         self.keepalive_seconds = keepalive_seconds
         self.outage = outage or Outage(f"redis presence {namespace}")
         self._redis = client
         self._ns = namespace
         self._worker_id = worker_id
         self._dead_after = dead_after_seconds
+        self._channel = channel
         self._remove = client.register_script(_REMOVE)
         self._claim = client.register_script(_CLAIM)
         self._expiry = f"{namespace}:presence:expiry"
@@ -236,13 +251,25 @@ class RedisPresence:
         entry, users, owners = self._keys(library_id)
         departures = []
         for replica_id in replica_ids:
+            before, after = self._offline_frame(library_id, replica_id)
             user = self._remove(
                 keys=[entry, users, owners, self._expiry],
-                args=[replica_id, _member(library_id, replica_id), mode, argument],
+                args=[
+                    *(replica_id, _member(library_id, replica_id), mode, argument),
+                    *(self._channel, before, after),
+                ],
             )
             if user:
-                departures.append(Departure(library_id, replica_id, _text(user)))
+                departures.append(
+                    Departure(library_id, replica_id, _text(user), announced=bool(self._channel))
+                )
         return departures
+
+    def _offline_frame(self, library_id: str, replica_id: str) -> tuple[str, str]:
+        """The bus frame of this replica's ``presence-offline``, cut where its user goes."""
+        message = Departure(library_id, replica_id, _USER).message()
+        before, after = frame(library_id, json_codec.dumps(message)).split(json_codec.dumps(_USER))
+        return before, after
 
     @_tolerant(_no_peers)
     def peers(self, library_id: str) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Object and file references inside normalized snapshots (spec 7.2).
+"""Object and file references inside normalized snapshots (docs/protocol.md, "References").
 
 A normalized snapshot replaces every nested object by ``{"@@type": "ref",
 "id": <oid>}`` and keeps files as ``{"@@type": "file", "id": <fileId>}``.

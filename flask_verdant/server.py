@@ -8,6 +8,7 @@ processes goes through the ``broker`` (broadcasts, presence) and the database
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -17,17 +18,18 @@ from .broker import Broker, LocalBroker, ProcessIdentity
 from .compaction import CompactionResult
 from .coordination import EVICT_LIBRARY, EVICT_USER, PROFILE_CHANGED, Coordinator, Event
 from .engine import EngineSettings, SyncEngine
-from .errors import ErrorCode, VerdantError
 from .files import FileStorage
 from .files.service import FileService
 from .hosts import HostMap
 from .hub import Connection, Hub, Member
 from .locks import LibraryLocks
 from .messages import AckMessage, ClientMessage, OpMessage, PresenceUpdateMessage, SyncMessage
-from .outbox import Broadcast, Envelope
+from .outbox import Broadcast, Envelope, Reply
+from .presence import Departure
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
+from .signals import ServerEvents
 from .storage import Database
 from .tokens import TokenInfo, TokenVerifier
 
@@ -35,6 +37,20 @@ logger = logging.getLogger("flask_verdant")
 
 # Messages that write: their broadcasts are published inside their transaction (see ``broker``).
 _WRITES = (SyncMessage, OpMessage, AckMessage)
+
+
+# How long after a websocket's sync-resp its presence is reconciled (``_reconcile_presence``).
+_PRESENCE_SETTLE_SECONDS = 1.0
+
+
+def _peer_presence(
+    envelopes: list[Envelope], shown: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The ``peerPresence`` of a ``sync-resp`` among these envelopes, else ``shown``."""
+    for envelope in envelopes:
+        if isinstance(envelope, Reply) and envelope.message.get("type") == "sync-resp":
+            return dict(envelope.message.get("peerPresence") or {})
+    return shown
 
 
 def make_broker(settings: Settings, identity: ProcessIdentity) -> Broker:
@@ -102,6 +118,7 @@ class SyncServer:
         self.compactions = LibraryScheduler(
             self._compaction_pass, settings.compaction_delay_seconds
         )
+        self.events = ServerEvents()
 
     def authenticate(self, token: str | None, *, remember: bool = False) -> TokenInfo:
         """``remember`` for a client that sends the token again and again (HTTP sync)."""
@@ -122,7 +139,10 @@ class SyncServer:
 
     def connect(self, sender: TokenInfo, connection: Connection, *, lasting: bool) -> Member:
         """Register a connection in its library; ``lasting`` for a websocket."""
-        return self.hub.register(sender.library_id, sender.user_id, connection, lasting=lasting)
+        member = self.hub.register(sender.library_id, sender.user_id, connection, lasting=lasting)
+        if lasting:
+            self.events.connected(sender, "websocket")
+        return member
 
     def process(self, sender: TokenInfo, member: Member, messages: list[ClientMessage]) -> None:
         """Handle one batch in order under the library's lock, delivering as it goes.
@@ -135,29 +155,45 @@ class SyncServer:
         library_id = sender.library_id
         pull = not member.lasting
         replies: list[str] = []
-        with self.locks.hold(library_id):
-            self.engine.check_ownership(sender, messages)
-            for message in messages:
-                if isinstance(message, _WRITES):
-                    with self.database.write():
+        shown: dict[str, Any] | None = None
+        with member.answering() as answer:
+            with self.locks.hold(library_id):
+                self.engine.check_ownership(sender, messages)
+                for message in messages:
+                    started = time.perf_counter()
+                    if isinstance(message, _WRITES):
+                        with self.database.write() as tx:
+                            envelopes = self.engine.handle(sender, message, pull=pull)
+                            stored = time.perf_counter()
+                            replies += self._publish(library_id, member, envelopes)
+                            if isinstance(message, SyncMessage) and member.lasting:
+                                # Its answer holds everything up to here (``Hub.deliver``).
+                                member.saw(tx.last_server_order(library_id))
+                    else:
                         envelopes = self.engine.handle(sender, message, pull=pull)
+                        stored = time.perf_counter()
                         replies += self._publish(library_id, member, envelopes)
-                else:
-                    envelopes = self.engine.handle(sender, message, pull=pull)
-                    replies += self._publish(library_id, member, envelopes)
-                replica_id = message.replica_id
-                if replica_id and (
-                    isinstance(message, PresenceUpdateMessage)
-                    or replica_id not in member.replica_ids
-                ):
-                    member.replica_ids.add(replica_id)
-                    owner = member.id if member.lasting else None
-                    self.presence.claim(library_id, replica_id, owner, time.time())
-        # Nothing is acknowledged before it is on disk. Waiting outside the lock lets the next
-        # commits share the fsync (group commit, ``storage.durability``).
-        self.database.wait_durable()
-        for reply in replies:
-            member.send(reply)
+                    self.events.handled(sender, message, envelopes, pull, started, stored)
+                    shown = _peer_presence(envelopes, shown)
+                    replica_id = message.replica_id
+                    if replica_id and (
+                        isinstance(message, PresenceUpdateMessage)
+                        or replica_id not in member.replica_ids
+                    ):
+                        member.replica_ids.add(replica_id)
+                        owner = member.id if member.lasting else None
+                        self.presence.claim(library_id, replica_id, owner, time.time())
+            # Nothing is acknowledged before it is on disk. Waiting outside the lock lets the
+            # next commits share the fsync (group commit, ``storage.durability``).
+            self.database.wait_durable()
+            for reply in replies:
+                answer(reply)
+        if member.lasting and shown is not None:
+            timer = threading.Timer(
+                _PRESENCE_SETTLE_SECONDS, self._reconcile_presence, (member, shown)
+            )
+            timer.daemon = True
+            timer.start()
         if self.presence.watching():
             self.sweeper.wake()
         if not self.settings.disable_rebasing and any(
@@ -165,13 +201,38 @@ class SyncServer:
         ):
             self.compactions.schedule(library_id)
 
+    def _reconcile_presence(self, member: Member, shown: dict[str, Any]) -> None:
+        """Tell a websocket client what changed in presence since its ``sync-resp``.
+
+        Store clients apply a ``sync-resp``'s ``peerPresence`` (which replaces every peer) only
+        after storing its operations, so presence changes that arrive right after it are
+        applied first and then lost (docs/protocol.md, "Presence"). After a mass reconnect
+        (a restart, a message queue coming back) that happens to many. A moment later the
+        connection gets the difference between what it was shown and what is true now.
+        """
+        if member not in self.hub.members(member.library_id):
+            return
+        current = self.presence.peers(member.library_id)
+        for user_id, info in shown.items():
+            if user_id not in current:
+                departure = Departure(member.library_id, info.get("replicaId", ""), user_id)
+                member.send(json_codec.dumps(departure.message()))
+        for user_id, info in current.items():
+            if shown.get(user_id) != info:
+                changed = {
+                    "type": "presence-changed",
+                    "replicaId": info.get("replicaId"),
+                    "userInfo": info,
+                }
+                member.send(json_codec.dumps(changed))
+
     def _publish(self, library_id: str, member: Member, envelopes: list[Envelope]) -> list[str]:
         """Publish the broadcasts; return what the sender gets, in emission order."""
         replies: list[str] = []
         for envelope in envelopes:
             payload = json_codec.dumps(envelope.message)
             if isinstance(envelope, Broadcast):
-                self.broker.publish(library_id, payload, member.id)
+                self.broker.publish(library_id, payload, member.id, envelope.orders)
                 if envelope.include_sender:
                     replies.append(payload)
             else:
@@ -190,6 +251,7 @@ class SyncServer:
             total.documents.extend(result.documents)
             total.quarantined.extend(result.quarantined)
             total.dropped_file_ids.extend(result.dropped_file_ids)
+            self.events.compacted(library_id, result)
             if not result.has_more:
                 return total
 
@@ -198,6 +260,7 @@ class SyncServer:
             return False  # another process runs this burst's pass
         with self.locks.hold(library_id):
             result = self.engine.compact_library(library_id, self.settings.compaction_batch_size)
+        self.events.compacted(library_id, result)
         if result.folded_operations or result.quarantined:
             logger.info(
                 "Compacted library %s: folded %d operations of %d documents",
@@ -215,20 +278,32 @@ class SyncServer:
         library_id = sender.library_id
         with self.locks.hold(library_id):
             for departure in self.presence.release(library_id, member.id):
-                self._announce(library_id, departure.message())
+                self._announce(departure)
+        self.events.disconnected(sender, "websocket")
 
     def expire_presence(self) -> bool:
         """Announce users whose replicas stopped refreshing; say whether anyone is left."""
         for departure in self.presence.sweep(time.time()):
-            self._announce(departure.library_id, departure.message())
+            self._announce(departure)
         return self.presence.watching()
 
-    def _resync(self) -> None:
-        closed = self.hub.close_lasting()
-        logger.info("Closed %d websockets so their clients catch up through sync", closed)
+    def _resync(self, library_id: str | None) -> None:
+        """Broadcasts may have been missed: close websockets so their clients sync."""
+        # No library lock: this may run inside ``process`` (a failed publish, delivered here).
+        if library_id is None:
+            closed = self.hub.close_lasting()
+        else:
+            closed = self.hub.close_library(library_id)
+        logger.warning(
+            "Closed %d connections%s that may have missed broadcasts; their clients sync again",
+            closed,
+            "" if library_id is None else f" of library {library_id}",
+        )
 
-    def _announce(self, library_id: str, message: dict[str, Any]) -> None:
-        self.broker.publish(library_id, json_codec.dumps(message), None)
+    def _announce(self, departure: Departure) -> None:
+        if not departure.announced:
+            payload = json_codec.dumps(departure.message())
+            self.broker.publish(departure.library_id, payload, None)
 
     # administration: applied here, and through the events table in every other process
 
@@ -241,6 +316,7 @@ class SyncServer:
             self.hub.close_library(library_id)
         self.broker.announce_events()
         self.files.evict(library_id)
+        self.events.evicted(library_id)
         logger.info("Evicted library %s", library_id)
 
     def evict_user(self, library_id: str, user_id: str) -> int:
@@ -283,14 +359,19 @@ class SyncServer:
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
 
-    def ready(self) -> VerdantError | None:
-        """Why this process cannot serve now (readiness), or None."""
-        refusal = self.coordinator.refusal()
-        if refusal is not None:
-            return refusal
-        if not self.broker.ready():
-            return VerdantError(ErrorCode.UNAVAILABLE, "The message queue is unreachable")
-        return None
+    def ready(self) -> dict[str, bool]:
+        """What readiness depends on, each checked now; the app is ready when all are true.
+
+        ``serving``: this process is not refusing sync because several processes serve the
+        database without a shared message queue (``coordination``).
+        """
+        checks = {
+            "database": self.database.reachable(),
+            "serving": self.coordinator.refusal() is None,
+        }
+        if self.broker.spans_processes:
+            checks["message_queue"] = self.broker.ready()
+        return checks
 
     def close(self) -> None:
         self.coordinator.leave()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,8 @@ class Settings:
     hosts: tuple[str, ...] = ()  # every host's sync URL, when libraries are spread over hosts
     host_url: str = ""  # this host's own sync URL, one of ``hosts``
     durability: str = "fsync"  # "os": acknowledge before the fsync (see storage.durability)
+    metrics_token: str | None = None  # a bearer token that /metrics requires, if set
+    cors_origins: tuple[str, ...] = ()  # origins allowed to call the sync and file routes
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -76,9 +79,7 @@ class Settings:
                 pick("compaction_delay_seconds", cls.compaction_delay_seconds)
             ),
             compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
-            long_poll_max_seconds=float(
-                pick("long_poll_max_seconds", cls.long_poll_max_seconds)
-            ),
+            long_poll_max_seconds=float(pick("long_poll_max_seconds", cls.long_poll_max_seconds)),
             websocket_ping_seconds=float(
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)
             ),
@@ -91,6 +92,8 @@ class Settings:
             message_queue_prefix=str(pick("message_queue_prefix", cls.message_queue_prefix)),
             durability=str(pick("durability", cls.durability)),
             **_hosts(pick("hosts", ()), str(pick("host_url", "") or "")),
+            metrics_token=pick("metrics_token") or None,
+            cors_origins=_origins(pick("cors_origins")),
         )
 
 
@@ -108,6 +111,49 @@ def _hosts(hosts: Any, host_url: str) -> dict[str, Any]:
     if host_url and not urls:
         raise RuntimeError("VERDANT_HOST_URL needs VERDANT_HOSTS, the sync URLs of every host")
     return {"hosts": urls, "host_url": host_url}
+
+
+# Keys read from the config that are objects rather than ``Settings`` fields.
+OBJECT_KEYS = ("VERDANT_PROFILES", "VERDANT_FILE_STORAGE")
+
+
+def config_key(name: str) -> str:
+    return f"VERDANT_{name.upper()}"
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every ``VERDANT_*`` key with its default (``None`` where there is none)."""
+    defaults: dict[str, Any] = {key: None for key in OBJECT_KEYS}
+    for field in fields(Settings):
+        defaults[config_key(field.name)] = None if field.default is MISSING else field.default
+    return defaults
+
+
+def set_config_defaults(config: MutableMapping[str, Any]) -> None:
+    """Like Flask-SQLAlchemy: ``app.config`` shows every key, the defaults included."""
+    for key, value in config_defaults().items():
+        config.setdefault(key, value)
+
+
+def instance_relative(path: str, instance_path: str) -> str:
+    """A relative path is under the app's instance folder, whatever the current directory.
+
+    So ``flask verdant ...`` run from anywhere opens the app's database, not a new empty one.
+    sqlite's special names (``:memory:``, ``file:`` URIs) are left alone.
+    """
+    if path == ":memory:" or path.startswith("file:") or os.path.isabs(path):
+        return path
+    resolved = os.path.join(instance_path, path)
+    os.makedirs(os.path.dirname(resolved), exist_ok=True)
+    return resolved
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """Origins from a list, or from text separated by commas or spaces (environment)."""
+    if not value:
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    return tuple(str(item).rstrip("/") for item in items)
 
 
 def _seconds(value: Any) -> float:

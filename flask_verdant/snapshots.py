@@ -1,4 +1,4 @@
-"""A document as the server currently knows it, hydrated for the host app (spec 6.11).
+"""A document as the server currently knows it, hydrated for the host app (README: Public API).
 
 The baseline plus every remaining operation, nested objects resolved through their refs and
 files described by the host's storage. Unlike the reference, a document's sub-objects are each

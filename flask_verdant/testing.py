@@ -32,7 +32,10 @@ def _base36(number: int, width: int) -> str:
 
 
 class HybridClock:
-    """Makes timestamps in the client's format (spec 7.3): version, wall ms, counter, node."""
+    """Makes timestamps in the client's format: version, wall ms, counter, node.
+
+    See docs/protocol.md, "Timestamps".
+    """
 
     def __init__(self, schema_version: int = 1, node: str | None = None) -> None:
         self.schema_version = schema_version

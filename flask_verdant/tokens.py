@@ -1,4 +1,7 @@
-"""JWTs in the shape the Verdant client and the reference verifier use (spec 2.1-2.2)."""
+"""JWTs in the shape the Verdant client and the reference verifier use.
+
+See docs/protocol.md, "Tokens".
+"""
 
 from __future__ import annotations
 

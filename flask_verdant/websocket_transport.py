@@ -1,4 +1,6 @@
-"""Realtime sync: a websocket at the same path as HTTP sync, one JSON message per frame (spec 3.3).
+"""Realtime sync: a websocket at the same path as HTTP sync, one JSON message per frame.
+
+See docs/protocol.md, "Websocket".
 
 Like the HTTP view, this module only authenticates, decodes and hands messages to the server;
 the rules live in the engine. What it adds is what a long-lived socket needs:
@@ -177,6 +179,7 @@ def _handle_frame(
     refusal = _refusal(server, sender, member, frame)
     if refusal is not None:
         code, reason = refusal
+        server.events.refused(code, "websocket")
         # The client reconnects at once and will likely send the same thing again.
         repeated = throttle.refused(f"{sender.library_id}\0{sender.user_id}\0{code}")
         if repeated:
@@ -216,12 +219,12 @@ def _who(sender: TokenInfo) -> str:
 class RefusalThrottle:
     """Slows down clients that retry a refused token, or a refused frame, in a loop.
 
-    Store 3.x clients reconnect with no delay and never refresh a token (spec 2.6, 3.7), so one
-    expired token would cost hundreds of refused upgrades a second, for as long as the tab stays
-    open; a client whose replica belongs to another user (say, a second user signed in on the
-    same browser) would be closed just as often. The first refusal is answered at once; a repeat
-    of the same key within ``window`` seconds waits ``delay`` seconds first (a parked greenlet
-    under gevent), about one attempt a second.
+    Store 3.x clients reconnect with no delay and never refresh a token (docs/protocol.md,
+    "Tokens"), so one expired token would cost hundreds of refused upgrades a second, for as
+    long as the tab stays open; a client whose replica belongs to another user (say, a second
+    user signed in on the same browser) would be closed just as often. The first refusal is
+    answered at once; a repeat of the same key within ``window`` seconds waits ``delay``
+    seconds first (a parked greenlet under gevent), about one attempt a second.
     """
 
     def __init__(self, delay: float = 1.0, window: float = 10.0, size: int = 4096) -> None:

@@ -11,7 +11,7 @@ from flask_verdant import Verdant
 from flask_verdant.testing import VerdantTestClient
 
 from .helpers import SECRET
-from .redis_helpers import RedisServer
+from .redis_server import RedisServer
 
 
 @pytest.fixture
@@ -46,8 +46,9 @@ def replica(app: Flask) -> Callable[..., VerdantTestClient]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One real redis-server for the session; tests that share it use their own keys."""
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests that share it use their own key prefix."""
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
     yield server
     server.stop()

@@ -142,7 +142,7 @@ class ServerProcess:
 
     def __init__(self, kind: str, workdir: Path, env: dict[str, str], *, preload: bool = False):
         self.log_file = workdir / f"{kind}.log"
-        self.port = _free_port()
+        self.port = free_port()
         app = "example_app:create_app()"
         if kind == "gunicorn":
             command = [
@@ -200,7 +200,7 @@ class ServerProcess:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -1,4 +1,4 @@
-"""History compaction (spec 6.6) with the reference's faults fixed (12.3, 12.5, 12.10, 12.11)."""
+"""History compaction (docs/protocol.md, "Compaction") with the reference's faults fixed."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class FilesClient:
         environ = EnvironBuilder(
             path=f"/sync/files/{file_id}",
             method="POST",
-            headers=self.headers,
+            headers=list(self.headers.items()),
         ).get_environ()
         environ["CONTENT_TYPE"] = f"multipart/form-data; boundary={BOUNDARY}"
         environ["wsgi.input"] = body

@@ -1,4 +1,4 @@
-"""OID helpers against the rules of spec 7.1 (cross-checked with @verdant-web/common)."""
+"""OID helpers against docs/protocol.md, "Object ids" (cross-checked with @verdant-web/common)."""
 
 from __future__ import annotations
 

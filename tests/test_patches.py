@@ -1,6 +1,6 @@
-"""The patch model against the spec's test vectors (spec 7.9) and JS edge cases.
+"""The patch model against known test vectors (docs/protocol.md, "Patches") and JS edge cases.
 
-Expected values are ``JSON.stringify`` text as the spec lists it; the
+Expected values are ``JSON.stringify`` text as JavaScript prints it; the
 differential suite in ``tests/differential`` checks the same against the npm
 package itself.
 """

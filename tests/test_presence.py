@@ -23,6 +23,9 @@ class Inbox:
     def send(self, payload: str) -> None:
         self.payloads.append(payload)
 
+    def close(self) -> None:
+        """Nothing to end: the test reads what was sent."""
+
     def offline(self) -> list[str]:
         return [p for p in self.payloads if '"presence-offline"' in p]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 import redis
@@ -11,7 +13,7 @@ import redis
 from flask_verdant.presence import Departure, PresenceRegistry, PresenceStore
 from flask_verdant.redis_presence import RedisPresence
 
-from .redis_helpers import RedisServer
+from .redis_server import RedisServer
 
 MakeStore = Callable[[str], PresenceStore]
 
@@ -23,7 +25,7 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
         registry = PresenceRegistry(keepalive_seconds=30)
         yield lambda worker: registry
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
+    server: RedisServer = request.getfixturevalue("shared_redis")
     client = redis.Redis(port=server.port)
     namespace = f"test-{secrets.token_hex(4)}"
     yield lambda worker: RedisPresence(client, namespace, 30, lambda: worker)
@@ -94,22 +96,22 @@ def test_clear_forgets_a_library(make_store: MakeStore) -> None:
     assert store.sweep(now=1000) == [Departure("other", "r2", "bob")]
 
 
-def test_workers_racing_to_expire_a_replica_announce_it_once(redis_server: RedisServer) -> None:
-    client = redis.Redis(port=redis_server.port)
+def test_workers_racing_to_expire_a_replica_announce_it_once(shared_redis: RedisServer) -> None:
+    client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
-    first, second = (RedisPresence(client, namespace, 30, lambda w=w: w) for w in ("a", "b"))
+    first, second = (RedisPresence(client, namespace, 30, partial(str, w)) for w in ("a", "b"))
     with_entries(first, *((f"lib{i}", f"r{i}", f"user{i}") for i in range(20)), now=0)
     departures = first.sweep(now=100) + second.sweep(now=100)
     assert sorted(d.replica_id for d in departures) == sorted(f"r{i}" for i in range(20))
 
 
 def test_what_a_killed_worker_held_is_reaped_once_by_the_others(
-    redis_server: RedisServer,
+    shared_redis: RedisServer,
 ) -> None:
-    client = redis.Redis(port=redis_server.port)
+    client = redis.Redis(port=shared_redis.port)
     namespace = f"test-{secrets.token_hex(4)}"
     dead, alive, other = (
-        RedisPresence(client, namespace, 30, lambda w=w: w, dead_after_seconds=5)
+        RedisPresence(client, namespace, 30, partial(str, w), dead_after_seconds=5)
         for w in ("dead", "alive", "other")
     )
     with_entries(dead, ("lib", "r1", "alice"), ("lib", "r2", "bob"), now=0)
@@ -121,3 +123,29 @@ def test_what_a_killed_worker_held_is_reaped_once_by_the_others(
     departures = alive.sweep(now=10) + other.sweep(now=10)
     assert departures == [Departure("lib", "r1", "alice")]
     assert set(alive.peers("lib")) == {"bob"}
+
+
+def test_a_departure_is_published_by_the_script_that_removes_it(
+    shared_redis: RedisServer,
+) -> None:
+    """Removal and its presence-offline are one step in Redis, so the offline of an old
+    connection can never reach peers after the same replica's next arrival."""
+    client = redis.Redis(port=shared_redis.port)
+    namespace = f"test-{secrets.token_hex(4)}"
+    listener = client.pubsub()  # type: ignore[no-untyped-call]
+    listener.subscribe(f"{namespace}:bus")
+    assert listener.get_message(timeout=2)["type"] == "subscribe"
+    workers = [
+        RedisPresence(client, namespace, 30, partial(str, w), channel=f"{namespace}:bus")
+        for w in ("a", "b")
+    ]
+    with_entries(workers[0], ("lib", "r1", "alice"), now=0)
+    workers[0].claim("lib", "r1", "a:1", 0)
+    assert workers[1].release("lib", "a:1") == [Departure("lib", "r1", "alice", announced=True)]
+    assert workers[0].release("lib", "a:1") == []
+    message = listener.get_message(timeout=2)
+    header, _, payload = message["data"].decode().partition("\n")
+    assert json.loads(header) == ["D", "lib", None, None]
+    assert json.loads(payload) == Departure("lib", "r1", "alice").message()
+    assert listener.get_message(timeout=0.3) is None
+    listener.close()

@@ -1,6 +1,7 @@
 """The server's compensation for the 3.x pull client dropping early edits.
 
-See ``shared/spec/pull-client-race.md`` and the engine's module docstring (rules R1-R7).
+See docs/protocol.md, "Pull clients and early edits (R1-R7)", and the engine's module
+docstring.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 import websocket
 from flask import Flask
@@ -29,7 +31,7 @@ from flask_verdant.testing import VerdantTestClient, of_type
 
 from .helpers import SECRET
 from .realtime_helpers import Closed, Socket, serving, sync_server, wait_for
-from .redis_helpers import RedisServer
+from .redis_server import RedisServer
 
 
 class Workers:
@@ -69,11 +71,11 @@ class Workers:
 
 
 @pytest.fixture
-def redis_workers(database_file: str, redis_server: RedisServer) -> Iterator[Workers]:
+def redis_workers(database_file: str, shared_redis: RedisServer) -> Iterator[Workers]:
     workers = Workers(
         database_file,
         {
-            "VERDANT_MESSAGE_QUEUE": redis_server.url,
+            "VERDANT_MESSAGE_QUEUE": shared_redis.url,
             "VERDANT_MESSAGE_QUEUE_PREFIX": f"test-{secrets.token_hex(4)}",
             "VERDANT_PRESENCE_KEEPALIVE_SECONDS": 1.0,
         },
@@ -186,7 +188,7 @@ def test_several_servers_without_a_message_queue_refuse_to_split(
     first, second = (
         Coordinator(
             database,
-            lambda w=w: w,
+            partial(str, w),
             "",
             lambda event: None,
             clock=lambda: now[0],
@@ -217,7 +219,7 @@ def test_servers_sharing_a_message_queue_do_not_refuse(tmp_path: Path) -> None:
     workers = [
         Coordinator(
             database,
-            lambda w=w: w,
+            partial(str, w),
             "redis redis://q/0",
             lambda event: None,
             clock=lambda: now[0],
@@ -304,6 +306,7 @@ def test_without_redis_each_worker_serves_its_sockets_and_clients_resync_after(
     database_file: str, tmp_path: Path
 ) -> None:
     redis_server = RedisServer(tmp_path)
+    redis_server.start()
     workers = Workers(
         database_file,
         {"VERDANT_MESSAGE_QUEUE": redis_server.url, "VERDANT_PRESENCE_KEEPALIVE_SECONDS": 1.0},
@@ -322,8 +325,47 @@ def test_without_redis_each_worker_serves_its_sockets_and_clients_resync_after(
         redis_server.start()
         for s in (alice_socket, carol_socket, bob_socket):
             assert_closed(s, timeout=10)
-        bob, bob_again = workers.join(app2, address2, "bob")
-        assert of_type(bob.sync(), "sync-resp")[0]["operations"]
+        _, bob_again = workers.join(app2, address2, "bob")
+        alice, alice_again = workers.join(app1, address1, "alice")
+        # relays cross workers again, and nobody is cut off a second time
+        alice_again.send(
+            alice.op_message(alice.operation("items/b", {"op": "set", "name": "n", "value": 2}))
+        )
+        assert receive_type(bob_again, "op-re")["operations"][0]["oid"] == "items/b"
+        bob_again.send({"type": "heartbeat"})
+        assert receive_type(bob_again, "heartbeat-response", timeout=3)
     finally:
         workers.close()
         redis_server.stop()
+
+
+def test_a_worker_that_missed_a_relay_makes_its_clients_resync(
+    redis_workers: Workers, shared_redis: RedisServer
+) -> None:
+    (app1, address1), (app2, address2) = redis_workers.serve(), redis_workers.serve()
+    alice, alice_socket = redis_workers.join(app1, address1, "alice")
+    _, bob_socket = redis_workers.join(app2, address2, "bob")
+    alice_socket.send(
+        alice.op_message(alice.operation("items/a", {"op": "set", "name": "n", "value": 1}))
+    )
+    assert receive_type(bob_socket, "op-re")["operations"][0]["data"]["value"] == 1
+    # An op-re whose server orders skip one: as if worker 2 missed a publication.
+    prefix = redis_workers.config["VERDANT_MESSAGE_QUEUE_PREFIX"]
+    client = redis.Redis(port=shared_redis.port)
+    client.publish(f"{prefix}:bus", '["D","lib",null,[3,3]]\n{"type":"op-re","operations":[]}')
+    client.close()
+    assert_closed(bob_socket)
+    assert_closed(alice_socket)
+
+
+def test_readiness_includes_the_message_queue(redis_workers: Workers, tmp_path: Path) -> None:
+    answer = redis_workers.app().test_client().get("/sync/ready")
+    assert answer.status_code == 200
+    checks = answer.get_json()["checks"]
+    assert checks == {"database": True, "serving": True, "message_queue": True}
+    unreachable = Workers(
+        str(tmp_path / "other.sqlite3"), {"VERDANT_MESSAGE_QUEUE": "redis://127.0.0.1:1/0"}
+    )
+    answer = unreachable.app().test_client().get("/sync/ready")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["message_queue"] is False

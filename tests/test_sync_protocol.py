@@ -1,4 +1,4 @@
-"""Protocol rules of spec 6.1-6.5 through the HTTP transport, with the 12.x fixes."""
+"""Protocol rules (docs/protocol.md, "Handling each message") through the HTTP transport."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def nonce_value(nonce: str) -> int:
 
 def info(app: Flask, library_id: str = "lib") -> dict[str, Any]:
     with app.app_context():
-        return app.extensions["verdant"].library_info(library_id)
+        result: dict[str, Any] = app.extensions["verdant"].library_info(library_id)
+        return result
 
 
 def test_first_sync_into_an_empty_library_stores_the_client_data(

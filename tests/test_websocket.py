@@ -351,3 +351,29 @@ def test_a_recipient_that_stops_reading_does_not_delay_the_others(harness: Harne
     assert max(delays) < 1.0, delays
     hub = sync_server(live[0]).hub
     wait_for(lambda: len(hub.members("lib")) == 2)
+
+
+def test_presence_that_changed_since_a_sync_resp_is_sent_again_a_moment_later(
+    harness: Harness, live: Live
+) -> None:
+    """Store clients apply a sync-resp's peerPresence after storing its operations, so a
+    presence-changed right behind it can be overwritten; the server repeats the difference."""
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a = harness.connect(live, alice)
+    join(a, alice, {"at": "a"})
+    b = harness.connect(live, bob)
+    join(b, bob, {"at": "b"})
+    first = [m for m in a.receive_until("presence-changed") if m["type"] == "presence-changed"]
+    assert first[-1]["userInfo"]["id"] == "bob"
+    again = a.receive_until("presence-changed", timeout=3)[-1]
+    assert again["userInfo"] == first[-1]["userInfo"]
+
+
+def test_nothing_is_repeated_when_presence_did_not_change_since_the_sync_resp(
+    harness: Harness, live: Live
+) -> None:
+    alice = client(live, "alice")
+    a = harness.connect(live, alice)
+    join(a, alice, {"at": "a"})
+    time.sleep(1.5)  # past the settle time: a repeat would be queued by now
+    assert [m["type"] for m in heartbeat(a, alice)] == ["heartbeat-response"]

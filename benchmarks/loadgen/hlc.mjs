@@ -1,4 +1,4 @@
-// Hybrid logical clock in the 3.x client format (spec 7.3): 4 chars schema version, 9 chars wall
+// Hybrid logical clock in the 3.x client format (docs/protocol.md, "Timestamps"): 4 chars schema version, 9 chars wall
 // milliseconds, 4 chars counter, 7 chars node id, all base 36. Servers compare these as strings, so
 // a benchmark that sent anything else would not exercise the ordering and ack paths real clients do.
 

@@ -1,11 +1,11 @@
 // Workload (b): L libraries x R pull replicas over HTTP, each looping like a 3.x pull client with no
 // pause: POST [op] with one new operation, POST [presence-update, sync], and POST [ack{nonce}] when
-// the sync-resp asks for it (spec 3.7). After `duration` the writes stop and the replicas keep
+// the sync-resp asks for it (docs/protocol.md, "HTTP push/pull"). After `duration` the writes stop and the replicas keep
 // polling until each has every other replica's operations: that wait is the time to convergence.
 //
 // Operations are counted as delivered when a sync-resp carries them: that is the pull path, where
 // the nonce ack must keep the next answer from repeating them. op-re broadcasts that ride along in
-// a response (spec 3.2) are counted apart as `piggybacked`.
+// a response (docs/protocol.md, "HTTP push/pull") are counted apart as `piggybacked`.
 import { Agent, request } from 'node:http';
 import { DocumentWriter, keyOf } from './documents.mjs';
 import { HybridClock, nodeId } from './hlc.mjs';

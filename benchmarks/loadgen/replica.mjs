@@ -1,4 +1,4 @@
-// One realtime replica speaking to a sync server over a websocket the way store 3.x does (spec 3.7):
+// One realtime replica speaking to a sync server over a websocket the way store 3.x does (docs/protocol.md, "Websocket"):
 // presence-update then sync on open, op-re buffered until the first sync-resp, the nonce acked at
 // once, a timestamp ack for the last operation of every op-re and sync-resp, heartbeats.
 import WebSocket from 'ws';

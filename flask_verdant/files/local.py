@@ -40,9 +40,20 @@ class LocalFileStorage:
         *,
         stale_upload_seconds: float = 3600.0,
     ) -> None:
+        self.given_root = Path(root_directory)
         self.root = Path(os.path.abspath(root_directory))
         self.host = host.rstrip("/") if host else None
         self.stale_upload_seconds = stale_upload_seconds
+
+    def under(self, instance_path: str | os.PathLike[str]) -> LocalFileStorage:
+        """This storage as an app sees it: a relative root is under the app's instance folder."""
+        if self.given_root.is_absolute():
+            return self
+        return LocalFileStorage(
+            Path(instance_path, self.given_root),
+            self.host,
+            stale_upload_seconds=self.stale_upload_seconds,
+        )
 
     def __repr__(self) -> str:
         return f"LocalFileStorage({str(self.root)!r}, host={self.host!r})"

@@ -1,9 +1,10 @@
 """File uploads, lookups and the deletion lifecycle; the views only translate HTTP.
 
-Lifecycle (spec 6.9, with the fixes of 12.18): an upload's metadata is written only after its
-bytes are durably stored; compaction marks files whose refs disappeared as pending deletion
-(``Transaction.mark_files_unreferenced``) and unmarks them when a ref comes back; the sweep
-deletes files pending for longer than the grace period, whatever the library's presence.
+Lifecycle (docs/protocol.md, "Files" and "Differences from the official server"): an upload's
+metadata is written only after its bytes are durably stored; compaction marks files whose refs
+disappeared as pending deletion (``Transaction.mark_files_unreferenced``) and unmarks them when
+a ref comes back; the sweep deletes files pending for longer than the grace period, whatever
+the library's presence.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTTP endpoints for files, under the sync blueprint's ``url_prefix`` (spec 3.1, 3.5).
+"""HTTP endpoints for files, under the sync blueprint's ``url_prefix`` (docs/protocol.md, "Files").
 
 - ``POST /files/<file_id>``: multipart upload; 200 ``{"success": true}`` once stored.
 - ``GET /files/<file_id>``: the file's info, ``{id, url, remote, name, type}``.

@@ -12,6 +12,8 @@ instead yields. Across processes, sqlite's own lock orders writers.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -130,6 +132,42 @@ class Database:
                 raise
             connection.execute("COMMIT")
 
+    def reachable(self) -> bool:
+        """Whether a transaction can be opened and the schema read now (for readiness checks)."""
+        try:
+            with self.read() as transaction:
+                transaction.schema_version()
+        except (sqlite3.Error, OSError, RuntimeError):
+            return False
+        return True
+
+    def backup(self, target: str) -> None:
+        """Copy the database to ``target`` as one consistent snapshot, while others write.
+
+        sqlite's online backup in a single step reads one snapshot (WAL lets writers go on
+        meanwhile). The copy is made next to ``target``, switched out of WAL mode so it is one
+        self-contained file, synced, and renamed into place: ``target`` is complete or absent.
+        """
+        self.migrate()
+        partial = f"{target}.partial"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        try:
+            with self._pool.connection() as source:
+                destination = sqlite3.connect(partial)
+                try:
+                    source.backup(destination)
+                    destination.execute("PRAGMA journal_mode = DELETE")
+                finally:
+                    destination.close()
+            with open(partial, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(partial, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            raise
+
     def close(self) -> None:
         self._pool.close()
 
@@ -139,6 +177,9 @@ class Transaction:
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     # libraries
 
@@ -613,6 +654,86 @@ class Transaction:
         ).fetchall()
         self._db.execute("DELETE FROM files WHERE libraryId = ?", (library_id,))
         return [_file(row) for row in rows]
+
+    # administration: the CLI's listing, export and import
+
+    def library_exists(self, library_id: str) -> bool:
+        row = self._db.execute(
+            """SELECT EXISTS (SELECT 1 FROM libraries WHERE id = ?)
+                   OR EXISTS (SELECT 1 FROM replicas WHERE libraryId = ?)""",
+            (library_id, library_id),
+        ).fetchone()
+        return bool(row[0])
+
+    def library_summaries(self) -> list[dict[str, Any]]:
+        """Per library: history size in rows and bytes, replicas, and the latest activity."""
+        rows = self._db.execute(
+            """SELECT l.id,
+                   (SELECT COUNT(*) FROM operations o WHERE o.libraryId = l.id),
+                   (SELECT COUNT(*) FROM baselines b WHERE b.libraryId = l.id),
+                   (SELECT COALESCE(SUM(LENGTH(o.data)), 0)
+                      FROM operations o WHERE o.libraryId = l.id)
+                   + (SELECT COALESCE(SUM(LENGTH(b.snapshot)), 0)
+                      FROM baselines b WHERE b.libraryId = l.id),
+                   (SELECT COUNT(*) FROM replicas r WHERE r.libraryId = l.id),
+                   (SELECT MAX(r.lastSeen) FROM replicas r WHERE r.libraryId = l.id)
+               FROM libraries l ORDER BY l.id"""
+        ).fetchall()
+        return [
+            {
+                "id": row[0],
+                "operations": row[1],
+                "baselines": row[2],
+                "bytes": row[3],
+                "replicas": row[4],
+                "lastSeen": row[5],
+            }
+            for row in rows
+        ]
+
+    def library_rows(self, library_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Every row of the library, table by table, without the library id column."""
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for table, key, order in _LIBRARY_TABLES:
+            cursor = self._db.execute(
+                f"SELECT * FROM {table} WHERE {key} = ? ORDER BY {order}", (library_id,)
+            )
+            columns = [description[0] for description in cursor.description]
+            tables[table] = [
+                {column: value for column, value in zip(columns, row, strict=True) if column != key}
+                for row in cursor.fetchall()
+            ]
+        return tables
+
+    def insert_library_rows(self, library_id: str, tables: dict[str, list[dict[str, Any]]]) -> None:
+        """Write rows as ``library_rows`` returns them; unknown tables or columns are refused."""
+        known_tables = {table: key for table, key, _ in _LIBRARY_TABLES}
+        for table, rows in tables.items():
+            if table not in known_tables:
+                raise ValueError(f"Unknown table {table!r}")
+            key = known_tables[table]
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for row in rows:
+                unknown = set(row) - (columns - {key})
+                if unknown:
+                    raise ValueError(f"Unknown columns of {table}: {sorted(unknown)}")
+                names = [key, *row]
+                self._db.execute(
+                    f"INSERT INTO {table} ({', '.join(names)}) "
+                    f"VALUES ({', '.join('?' for _ in names)})",
+                    (library_id, *row.values()),
+                )
+
+
+# The tables that hold a library, the column naming it, and a stable order for export.
+_LIBRARY_TABLES = (
+    ("libraries", "id", "id"),
+    ("replicas", "libraryId", "id"),
+    ("operations", "libraryId", "serverOrder"),
+    ("baselines", "libraryId", "oid"),
+    ("quarantine", "libraryId", "oid"),
+    ("files", "libraryId", "fileId"),
+)
 
 
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"

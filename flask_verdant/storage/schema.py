@@ -59,8 +59,9 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
     ],
     # 3: what the server needs to make up for the 3.x pull client dropping early edits
-    #    (shared/spec/pull-client-race.md): the previous sync's timestamp, and whether the
-    #    replica was asked for its full history right after its first sync.
+    #    (docs/protocol.md, "Pull clients and early edits (R1-R7)"): the previous sync's
+    #    timestamp, and whether the replica was asked for its full history right after its
+    #    first sync.
     [
         "ALTER TABLE replicas ADD COLUMN lastSyncTimestamp TEXT",
         "ALTER TABLE replicas ADD COLUMN awaitingHistory INTEGER NOT NULL DEFAULT 0",

@@ -1,6 +1,6 @@
 """Seeded generator of patch sequences, and the two runners that replay them.
 
-Cases look like what the server folds during compaction (spec 7.8): all the
+Cases look like what the server folds during compaction (docs/protocol.md, "Patches"): all the
 operations of one entity, in order, over its stored snapshot (or over nothing,
 ``null``, or the rebase seed ``{}``). Most are realistic sequences for an
 object or a list entity; a quarter are "chaos" cases with malformed fields,

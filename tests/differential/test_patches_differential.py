@@ -102,7 +102,7 @@ _UNDEFINED = object()
 A, B, C, X, Z = (ref(x) for x in "abcxz")
 
 FIXED_CASES: list[Case] = [
-    # spec 7.9, row by row
+    # the known test vectors, row by row
     case([fref("a"), fref("b")], {"op": "list-remove", "value": fref("a")}),
     case([A, 1, A], {"op": "list-remove", "value": A}),
     case([None, A], {"op": "list-remove", "value": A}),

@@ -340,7 +340,7 @@ class Client:
         """Wait until the client is connected and has received ``sync_responses`` sync answers.
 
         Two answers by default: the pull transport only sends local operations once it has
-        handled a first ``sync-resp`` (spec pull-client-race.md), and the second answer comes a
+        handled a first ``sync-resp`` (docs/protocol.md, R1-R7), and the second answer comes a
         poll later, when the first one has surely been handled.
         """
         return wait_until(

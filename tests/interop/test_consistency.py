@@ -61,6 +61,7 @@ def test_history_compacts_while_clients_stay_identical(
             writer.set(f"doc-{i:02d}", "meta.count", round * 10 + i)
             writer.push(f"doc-{i:02d}", "tags", f"r{round}")
         wait_converged([alice, bob])
+
     def compacted() -> dict[str, Any] | None:
         info = live_server.info(library)
         written = info["latestServerOrder"]
@@ -84,7 +85,9 @@ def test_truant_replica_returns_and_converges(
     wait_until(lambda: carol.status()["inflight"] == 0, 10)
 
     def carol_is_truant() -> bool:
-        alice.set("doc-00", "meta.count", alice.get("doc-00")["meta"]["count"] + 1)
+        doc = alice.get("doc-00")
+        assert doc is not None
+        alice.set("doc-00", "meta.count", doc["meta"]["count"] + 1)
         replicas = live_server.info(library)["replicas"]
         return any(r["truant"] for r in replicas)
 

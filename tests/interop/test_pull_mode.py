@@ -1,7 +1,7 @@
 """Pull-mode (HTTP polling) interop scenarios with the real ``@verdant-web/store`` clients.
 
 Every scenario runs once per store version against a fresh live server. Clients poll every
-300 ms. Writers wait until they are online before writing (see spec/pull-client-race.md: a 3.x
+300 ms. Writers wait until they are online before writing (see docs/protocol.md, R1-R7: a 3.x
 pull client drops edits made before its first sync answer). All waits are conditions with
 deadlines, and replicas are compared on their full deep state.
 """

@@ -1,9 +1,9 @@
 """Edits a 3.x pull client makes before its first sync answer must still reach every peer.
 
 The pull transport drops ``op`` messages until it has seen a ``sync-resp`` and folds the dropped
-operations into a local baseline (see ``shared/spec/pull-client-race.md``). With the official
-server this scenario loses items in about half the runs; the server compensates, so it must pass
-every time.
+operations into a local baseline. With the official server this scenario loses items in about
+half the runs; the server compensates, so it must pass every time. See docs/protocol.md,
+"Pull clients and early edits (R1-R7)".
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ def test_offline_edits_merge_after_reconnect(
 
 @pytest.mark.xfail(
     TARGET == "reference",
-    reason="the official server loses a pull client's early writes (spec/pull-client-race.md)",
+    reason="the official server loses a pull client's early writes (docs/protocol.md, R1-R7)",
     strict=False,
 )
 def test_switching_between_realtime_and_pull_loses_nothing(
@@ -348,6 +348,7 @@ def test_a_forged_token_never_syncs_while_others_continue(
     assert {r["id"] for r in info["replicas"]} == {a.status()["replicaId"], b.status()["replicaId"]}
     assert "mallory" not in peers(a)
     if TARGET == "flask":
-        # its client retries at once, forever (spec 3.7); the server slows it to once a second
+        # its client retries at once, forever (docs/protocol.md, "Errors and close codes");
+        # the server slows it to once a second
         refused = live_server.log().count('"GET /sync HTTP/1.1" 401')
         assert 1 <= refused <= time.monotonic() - started + 2

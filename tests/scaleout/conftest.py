@@ -20,16 +20,15 @@ from tests.interop.conftest import (  # noqa: F401 (fixtures and the report hook
 )
 from tests.interop.driver import STORE_VERSIONS, NodeDriver
 
+from ..redis_server import RedisServer
 from .cluster import Cluster
-from .redis_server import RedisServer
 
 KEEPALIVE_SECONDS = 3
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A started ``redis-server`` of this test alone, on a free port, that it may ``stop()``,
-    ``start()`` or ``restart()`` (unlike the session's shared ``redis_server``)."""
+def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A started ``redis-server`` on a free port (``stop()``/``start()``/``restart()`` it)."""
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:

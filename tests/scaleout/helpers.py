@@ -164,7 +164,7 @@ def upgrade(sync_url: str, token: str, timeout: float = 10.0) -> tuple[int, Any]
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         f"Sec-WebSocket-Protocol: Bearer, {token}\r\n\r\n"
     )
-    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as sock:
         sock.sendall(request.encode())
         data = b""
         deadline = time.monotonic() + timeout

@@ -4,25 +4,31 @@ the chosen worker, and a killed worker is replaced."""
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 import pytest
 import requests
 
 from tests.interop.driver import wait_until
 
+from ..redis_server import RedisServer
+from .cluster import Cluster
 from .conftest import MakeCluster
-from .redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
 
-def test_redis_server_stops_and_restarts_on_its_port(private_redis: RedisServer) -> None:
-    assert private_redis.ping()
-    port = private_redis.port
-    private_redis.stop()
-    assert not private_redis.ping()
-    private_redis.start()
-    assert private_redis.port == port and private_redis.ping()
+def test_redis_server_stops_and_restarts_on_its_port(redis_server: RedisServer) -> None:
+    assert redis_server.ping()
+    port = redis_server.port
+    redis_server.stop()
+    assert not redis_server.ping()
+    redis_server.start()
+    assert redis_server.port == port and redis_server.ping()
+
+
+def _accepted(cluster: Cluster, pid: int, before: dict[int, int]) -> bool:
+    return cluster.connections()[pid] > before[pid]
 
 
 def test_steering_places_each_connection_on_the_chosen_worker(make_cluster: MakeCluster) -> None:
@@ -36,7 +42,7 @@ def test_steering_places_each_connection_on_the_chosen_worker(make_cluster: Make
             with cluster.only(pid):
                 held.append(socket.create_connection(("127.0.0.1", cluster.port), timeout=5))
                 wait_until(
-                    lambda pid=pid, before=before: cluster.connections()[pid] > before[pid],
+                    partial(_accepted, cluster, pid, before),
                     10,
                     message=f"not accepted by {pid}",
                 )

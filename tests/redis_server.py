@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.interop.conftest import _free_port
+from tests.realtime_helpers import free_port
 
 
 class RedisServer:
@@ -27,7 +27,7 @@ class RedisServer:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.persist = persist
-        self.port = _free_port()
+        self.port = free_port()
         self.log_file = workdir / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
