@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write BENCHMARKS.md and benchmarks/results.json (default: yes unless --quick)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    steps = QUICK if args.quick else FULL
+    steps: tuple[Step, ...] = QUICK if args.quick else FULL
     if args.step:
         unknown = set(args.step) - {step.key for step in steps}
         if unknown:
