@@ -29,6 +29,7 @@ from . import json_codec
 from .errors import ErrorCode, VerdantError, bad_request
 from .messages import ClientMessage, parse_messages
 from .server import SyncServer
+from .validation import Limits
 
 logger = logging.getLogger("flask_verdant")
 
@@ -96,7 +97,7 @@ def sync_view() -> Response:
         wait = preferred_wait(
             request.headers.getlist("Prefer"), server.settings.long_poll_max_seconds
         )
-        messages = _read_messages(server.settings.max_message_bytes)
+        messages = _read_messages(server.settings.max_message_bytes, server.settings.limits)
         connection = RequestConnection()
         server.hub.register(sender.library_id, connection)
         try:
@@ -143,7 +144,7 @@ def _disconnect_probe(environ: Mapping[str, Any]) -> Callable[[], bool]:
     return client_gone
 
 
-def _read_messages(limit: int) -> list[ClientMessage]:
+def _read_messages(limit: int, limits: Limits) -> list[ClientMessage]:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     data = request.stream.read(limit + 1)
@@ -157,7 +158,7 @@ def _read_messages(limit: int) -> list[ClientMessage]:
         raise bad_request("The request body is not valid JSON") from exc
     if not isinstance(body, dict) or "messages" not in body:
         raise bad_request('The body must be an object with a "messages" list')
-    return parse_messages(body["messages"])
+    return parse_messages(body["messages"], limits)
 
 
 def _too_large(limit: int) -> VerdantError:

@@ -8,11 +8,14 @@ fan-out later (e.g. Redis): only ``publish`` would cross processes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Protocol
 
 from . import json_codec
 from .outbox import Broadcast, Envelope
+
+logger = logging.getLogger("flask_verdant")
 
 
 class Connection(Protocol):
@@ -59,7 +62,7 @@ class Hub:
         payload = json_codec.dumps(message)
         for connection in self.connections(library_id):
             if connection is not exclude:
-                connection.send(payload)
+                _send(connection, payload)
 
     def deliver(self, library_id: str, sender: Connection, envelopes: list[Envelope]) -> None:
         """Hand a message's outcome to its sender and its library, in emission order."""
@@ -69,4 +72,13 @@ class Hub:
                     library_id, envelope.message, None if envelope.include_sender else sender
                 )
             else:
-                sender.send(json_codec.dumps(envelope.message))
+                _send(sender, json_codec.dumps(envelope.message))
+
+
+def _send(connection: Connection, payload: str) -> None:
+    """One recipient's failure closes that recipient (it reconnects); the others still get it."""
+    try:
+        connection.send(payload)
+    except Exception:
+        logger.exception("Delivery to a connection failed; closing it")
+        connection.close()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .validation import Limits
+
 DEFAULT_TRUANCY_MINUTES = 60 * 24 * 14
 
 
@@ -29,6 +31,8 @@ class Settings:
     max_file_bytes: int = 100 * 1024 * 1024
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
+    max_json_depth: int = Limits.max_depth
+    max_id_chars: int = Limits.max_id_chars
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -70,9 +74,7 @@ class Settings:
                 pick("compaction_delay_seconds", cls.compaction_delay_seconds)
             ),
             compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
-            long_poll_max_seconds=float(
-                pick("long_poll_max_seconds", cls.long_poll_max_seconds)
-            ),
+            long_poll_max_seconds=float(pick("long_poll_max_seconds", cls.long_poll_max_seconds)),
             websocket_ping_seconds=float(
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)
             ),
@@ -80,7 +82,14 @@ class Settings:
             max_file_bytes=int(pick("max_file_bytes", cls.max_file_bytes)),
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
+            max_json_depth=int(pick("max_json_depth", cls.max_json_depth)),
+            max_id_chars=int(pick("max_id_chars", cls.max_id_chars)),
         )
+
+    @property
+    def limits(self) -> Limits:
+        """What a message's values may be (``validation``)."""
+        return Limits(max_depth=self.max_json_depth, max_id_chars=self.max_id_chars)
 
 
 def _seconds(value: Any) -> float:

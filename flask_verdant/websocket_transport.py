@@ -5,9 +5,10 @@ the rules live in the engine. What it adds is what a long-lived socket needs:
 
 - the token is checked before the upgrade completes, so a bad one gets a plain 401;
 - every frame that cannot be a message is answered without disturbing the library's other
-  connections: not JSON closes with 1003, a replica of another user with 1008, an oversize frame
-  with 1009 (simple_websocket does that one); a well-formed frame of the wrong shape is ignored and
-  logged, because the client would resend it after every reconnect;
+  connections: not JSON closes with 1003, a value the server could not keep (``validation``)
+  with 1007, a replica of another user with 1008, an oversize frame with 1009 (simple_websocket
+  does that one); a well-formed frame of the wrong shape is ignored and logged, because the
+  client would resend it after every reconnect;
 - sending never blocks the sender's library: ``SocketConnection.send`` only queues, a writer
   thread (a greenlet under gevent) writes, and a socket whose bounded queue overflows is cut off.
   Its client reconnects at once and catches up through ``sync``.
@@ -40,6 +41,7 @@ from .server import SyncServer
 from .settings import Settings
 from .threadreuse import ThreadReuse
 from .tokens import TokenInfo
+from .validation import InvalidValue
 
 logger = logging.getLogger("flask_verdant")
 
@@ -156,8 +158,10 @@ def _handle_frame(
     except (ValueError, RecursionError):
         return CloseReason.UNSUPPORTED_DATA, "Frames must hold one JSON message"
     try:
-        message = parse_message(raw)
+        message = parse_message(raw, server.settings.limits)
         server.process(sender, connection, [message], owner=connection)
+    except InvalidValue as error:
+        return CloseReason.INVALID_FRAME_PAYLOAD_DATA, error.message
     except VerdantError as error:
         if error.code == ErrorCode.FORBIDDEN:
             return CloseReason.POLICY_VIOLATION, "Replica belongs to another user"
@@ -272,6 +276,11 @@ class SocketConnection:
             try:
                 self.ws.send(payload)
             except (ConnectionClosed, LocalProtocolError, OSError):
+                self.abort()
+                return
+            except Exception:
+                # Never a silent socket: its client would stay connected and miss everything.
+                logger.exception("A websocket writer failed; closing the socket")
                 self.abort()
                 return
 
