@@ -126,6 +126,27 @@ class Transaction:
         ):
             self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
 
+    # replica ownership: permanent, eviction leaves it (schema migration 5)
+
+    def replica_owners(self, library_id: str, replica_ids: Iterable[str]) -> dict[str, str]:
+        """``replica id -> user id`` for those of ``replica_ids`` that are bound."""
+        owners: dict[str, str] = {}
+        for replica_id in replica_ids:
+            row = self._db.execute(
+                "SELECT userId FROM replica_owners WHERE libraryId = ? AND replicaId = ?",
+                (library_id, replica_id),
+            ).fetchone()
+            if row:
+                owners[replica_id] = row[0]
+        return owners
+
+    def bind_replicas(self, library_id: str, user_id: str, replica_ids: Iterable[str]) -> None:
+        """Bind unbound replica ids to ``user_id``; an existing binding is never changed."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO replica_owners (libraryId, replicaId, userId) VALUES (?, ?, ?)",
+            [(library_id, replica_id, user_id) for replica_id in replica_ids],
+        )
+
     # replicas
 
     def get_replica(self, library_id: str, replica_id: str) -> ReplicaRecord | None:

@@ -83,6 +83,17 @@ MIGRATIONS: list[list[str]] = [
         """CREATE INDEX files_pending_delete ON files (pendingDeleteAt)
            WHERE pendingDeleteAt IS NOT NULL""",
     ],
+    # 5: which user each replica id belongs to, from the first time the server sees it. Peers
+    #    see replica ids, so eviction must not clear this, or anyone could claim an evicted id.
+    [
+        """CREATE TABLE replica_owners (
+            libraryId TEXT NOT NULL,
+            replicaId TEXT NOT NULL,
+            userId TEXT NOT NULL,
+            PRIMARY KEY (libraryId, replicaId)
+        ) WITHOUT ROWID""",
+        "INSERT INTO replica_owners SELECT libraryId, id, userId FROM replicas",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
