@@ -33,6 +33,8 @@ class VerdantError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        # A repeat the client was already told about: logged at debug level only.
+        self.quiet = False
 
     @property
     def http_status(self) -> int:

@@ -93,7 +93,9 @@ def request_token(req: Request) -> str | None:
 def sync_view() -> Response:
     server: SyncServer = current_app.extensions["verdant"]
     try:
-        sender = server.authenticate(request_token(request), remember=True)
+        sender = server.authenticate(
+            request_token(request), address=request.remote_addr, remember=True
+        )
         wait = preferred_wait(
             request.headers.getlist("Prefer"), server.settings.long_poll_max_seconds
         )
@@ -166,7 +168,8 @@ def _too_large(limit: int) -> VerdantError:
 
 
 def error_response(error: VerdantError, *, quiet: bool = False) -> Response:
-    """The JSON error answer; ``quiet`` logs a refusal at debug level (for repeats)."""
+    """The JSON error answer; ``quiet`` (or a quiet error) logs a refusal at debug level."""
+    quiet = quiet or error.quiet
     if error.http_status >= 500:
         logger.error("Sync error %s: %s", int(error.code), error.message)
     else:

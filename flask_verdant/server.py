@@ -9,6 +9,7 @@ from typing import Any
 from .background import BackgroundLoop
 from .compaction import CompactionResult
 from .engine import EngineSettings, SyncEngine
+from .errors import VerdantError
 from .files import FileStorage
 from .files.service import FileService
 from .hub import Connection, Hub
@@ -19,6 +20,7 @@ from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
 from .storage import Database
+from .throttle import AddressBudget, RefusalThrottle
 from .tokens import TokenInfo, TokenVerifier
 
 logger = logging.getLogger("flask_verdant")
@@ -46,7 +48,9 @@ class SyncServer:
         self.profiles = ProfileCache(profiles)
         self.hub = Hub()
         self.locks = LibraryLocks()
-        self.verifier = TokenVerifier(settings.token_secret)
+        self.verifier = TokenVerifier(settings.token_secret, settings.max_token_lifetime)
+        self.refused_tokens = RefusalThrottle()
+        self.refusing_addresses = AddressBudget()
         self.engine = SyncEngine(
             self.database,
             self.presence,
@@ -62,9 +66,24 @@ class SyncServer:
             self._compaction_pass, settings.compaction_delay_seconds
         )
 
-    def authenticate(self, token: str | None, *, remember: bool = False) -> TokenInfo:
-        """``remember`` for a client that sends the token again and again (HTTP sync)."""
-        return self.verifier.verify(token, remember=remember)
+    def authenticate(
+        self, token: str | None, *, address: str | None = None, remember: bool = False
+    ) -> TokenInfo:
+        """Verify a token; refusals that repeat, or exceed the address's budget, are slowed.
+
+        ``address`` is the client's (``request.remote_addr``: behind a proxy, the host applies
+        Werkzeug's ``ProxyFix``). ``remember`` for a client that sends the token again and
+        again (HTTP sync).
+        """
+        try:
+            return self.verifier.verify(token, remember=remember)
+        except VerdantError as error:
+            repeated = self.refused_tokens.refused(token or "")
+            over_budget = self.refusing_addresses.refused(address)
+            if repeated or over_budget:
+                error.quiet = True
+                time.sleep(self.refused_tokens.delay)
+            raise
 
     def process(
         self,

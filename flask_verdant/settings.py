@@ -32,6 +32,7 @@ class Settings:
     file_delete_after: float = 24 * 3600.0  # seconds a dropped file is kept (undo window)
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
     max_json_depth: int = Limits.max_depth
+    max_token_lifetime: float = 7 * 24 * 3600.0  # seconds from now to a token's exp, at most
     max_id_chars: int = Limits.max_id_chars
 
     @classmethod
@@ -83,6 +84,7 @@ class Settings:
             file_delete_after=_seconds(pick("file_delete_after", cls.file_delete_after)),
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
             max_json_depth=int(pick("max_json_depth", cls.max_json_depth)),
+            max_token_lifetime=_seconds(pick("max_token_lifetime", cls.max_token_lifetime)),
             max_id_chars=int(pick("max_id_chars", cls.max_id_chars)),
         )
 

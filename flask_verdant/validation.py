@@ -74,12 +74,17 @@ def check_id(value: str, key: str, limits: Limits) -> None:
         raise InvalidValue(f"'{key}' is longer than {limits.max_id_chars} characters")
 
 
-def _check_text(text: str) -> None:
+def is_text(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (holds no lone surrogate)."""
     if text.isascii():
-        return
+        return True
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidValue(
-            "The message holds text that is not valid Unicode (a lone surrogate)"
-        ) from exc
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(text: str) -> None:
+    if not is_text(text):
+        raise InvalidValue("The message holds text that is not valid Unicode (a lone surrogate)")

@@ -67,7 +67,9 @@ def _json_errors(view: Callable[..., Response]) -> Callable[..., Response]:
 def upload_view(file_id: str) -> Response:
     files = _files()
     files.require_storage()
-    sender = current_app.extensions["verdant"].authenticate(request_token(request))
+    sender = current_app.extensions["verdant"].authenticate(
+        request_token(request), address=request.remote_addr
+    )
     files.upload(sender, file_id, request.stream, request.content_type, request.content_length)
     return _json({"success": True})
 
@@ -76,7 +78,9 @@ def upload_view(file_id: str) -> Response:
 def info_view(file_id: str) -> Response:
     files = _files()
     files.require_storage()
-    sender = current_app.extensions["verdant"].authenticate(request_token(request))
+    sender = current_app.extensions["verdant"].authenticate(
+        request_token(request), address=request.remote_addr
+    )
     info = files.get(sender, file_id)
     return _json(
         {
