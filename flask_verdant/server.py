@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from . import json_codec
 from .background import BackgroundLoop
 from .compaction import CompactionResult
 from .engine import EngineSettings, SyncEngine
@@ -14,8 +15,9 @@ from .files import FileStorage
 from .files.service import FileService
 from .hub import Connection, Hub
 from .locks import LibraryLocks
-from .messages import AckMessage, ClientMessage, OpMessage, SyncMessage
+from .messages import AckMessage, ClientMessage, OpMessage, PresenceUpdateMessage, SyncMessage
 from .presence import PresenceRegistry
+from .presence_limits import PresenceAdmission
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
@@ -45,6 +47,9 @@ class SyncServer:
             sweep_interval_seconds=settings.file_sweep_interval,
         )
         self.presence = PresenceRegistry(settings.presence_keepalive_seconds)
+        self.presence_admission = PresenceAdmission(
+            settings.presence_limits, settings.presence_keepalive_seconds
+        )
         self.profiles = ProfileCache(profiles)
         self.hub = Hub()
         self.locks = LibraryLocks()
@@ -102,10 +107,14 @@ class SyncServer:
         library_id = sender.library_id
         with self.locks.hold(library_id):
             self.engine.check_ownership(sender, messages)
+            self._admit_presence(sender, messages, owner)
             for message in messages:
                 envelopes = self.engine.handle(sender, message, pull=owner is None)
                 if message.replica_id:
                     self.presence.claim(library_id, message.replica_id, owner)
+                    self.presence_admission.spoke(
+                        library_id, sender.user_id, message.replica_id, owner, time.time()
+                    )
                 self.hub.deliver(library_id, connection, envelopes)
         if self.presence:
             self.sweeper.wake()
@@ -113,6 +122,21 @@ class SyncServer:
             isinstance(message, (OpMessage, SyncMessage, AckMessage)) for message in messages
         ):
             self.compactions.schedule(library_id)
+
+    def _admit_presence(
+        self, sender: TokenInfo, messages: list[ClientMessage], owner: object | None
+    ) -> None:
+        """The presence limits (``presence_limits``), for a whole batch before any applies."""
+        now = time.time()
+        for message in messages:
+            if message.replica_id:
+                self.presence_admission.check_speaker(owner, message.replica_id)
+        for message in messages:
+            if isinstance(message, PresenceUpdateMessage):
+                size = len(json_codec.dumps(message.presence).encode())
+                self.presence_admission.admit_update(
+                    sender.library_id, sender.user_id, message.replica_id, size, owner, now
+                )
 
     def compact(self, library_id: str) -> CompactionResult:
         """Run compaction passes until nothing more can be folded; for the CLI and tests."""
@@ -144,6 +168,7 @@ class SyncServer:
     def disconnect(self, sender: TokenInfo, owner: object) -> None:
         """A lasting connection closed: its replicas leave, and their users if it was the last."""
         library_id = sender.library_id
+        self.presence_admission.release(owner)
         with self.locks.hold(library_id):
             for departure in self.presence.release(library_id, owner):
                 self.hub.publish(library_id, departure.message())
@@ -159,6 +184,7 @@ class SyncServer:
     def evict_library(self, library_id: str) -> None:
         with self.locks.hold(library_id):
             self.engine.evict_library(library_id)
+            self.presence_admission.clear(library_id)
             # Connected replicas reconnect, are asked for their history and restore the library.
             self.hub.close_library(library_id)
         self.files.evict(library_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .presence_limits import PresenceLimits
 from .validation import Limits
 
 DEFAULT_TRUANCY_MINUTES = 60 * 24 * 14
@@ -33,6 +34,9 @@ class Settings:
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
     max_json_depth: int = Limits.max_depth
     max_token_lifetime: float = 7 * 24 * 3600.0  # seconds from now to a token's exp, at most
+    max_presence_bytes: int = PresenceLimits.max_bytes
+    max_presence_replicas: int = PresenceLimits.max_replicas  # per user and library
+    presence_updates_per_second: float = PresenceLimits.per_second  # per user and library
     max_id_chars: int = Limits.max_id_chars
 
     @classmethod
@@ -85,7 +89,20 @@ class Settings:
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
             max_json_depth=int(pick("max_json_depth", cls.max_json_depth)),
             max_token_lifetime=_seconds(pick("max_token_lifetime", cls.max_token_lifetime)),
+            max_presence_bytes=int(pick("max_presence_bytes", cls.max_presence_bytes)),
+            max_presence_replicas=int(pick("max_presence_replicas", cls.max_presence_replicas)),
+            presence_updates_per_second=float(
+                pick("presence_updates_per_second", cls.presence_updates_per_second)
+            ),
             max_id_chars=int(pick("max_id_chars", cls.max_id_chars)),
+        )
+
+    @property
+    def presence_limits(self) -> PresenceLimits:
+        return PresenceLimits(
+            max_bytes=self.max_presence_bytes,
+            max_replicas=self.max_presence_replicas,
+            per_second=self.presence_updates_per_second,
         )
 
     @property

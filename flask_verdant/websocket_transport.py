@@ -138,7 +138,8 @@ def _serve(
                 reason,
             )
             with contextlib.suppress(ConnectionClosed, OSError):
-                ws.close(reason=code, message=reason)
+                # A close reason is limited to 123 bytes.
+                ws.close(reason=code, message=reason.encode()[:120].decode(errors="ignore"))
             return
 
 
@@ -157,8 +158,15 @@ def _handle_frame(
         return CloseReason.INVALID_FRAME_PAYLOAD_DATA, error.message
     except VerdantError as error:
         if error.code == ErrorCode.FORBIDDEN:
-            return CloseReason.POLICY_VIOLATION, "Replica belongs to another user"
-        logger.warning("Ignored a websocket frame from %s: %s", _who(sender), error.message)
+            return CloseReason.POLICY_VIOLATION, error.message
+        if error.code == ErrorCode.TOO_LARGE:
+            return CloseReason.MESSAGE_TOO_BIG, error.message
+        logger.log(
+            logging.DEBUG if error.quiet else logging.WARNING,
+            "Ignored a websocket frame from %s: %s",
+            _who(sender),
+            error.message,
+        )
     except Exception:
         logger.exception("Websocket message from %s failed", _who(sender))
         return CloseReason.INTERNAL_ERROR, "Internal server error"
