@@ -227,7 +227,12 @@ class World:
 @pytest.fixture
 def world(make_app: Callable[..., Flask], database_file: str, tmp_path: Path) -> Iterator[World]:
     app = make_app(
-        {"VERDANT_MAX_MESSAGE_BYTES": 256 * 1024, "VERDANT_MAX_FILE_BYTES": 4096},
+        {
+            "VERDANT_MAX_MESSAGE_BYTES": 256 * 1024,
+            "VERDANT_MAX_FILE_BYTES": 4096,
+            # The victim's presence (over HTTP) must outlast a long run, or it leaves.
+            "VERDANT_PRESENCE_KEEPALIVE_SECONDS": 24 * 3600,
+        },
         file_storage=LocalFileStorage(str(tmp_path / "files")),
     )
     world = World(app, database_file)
