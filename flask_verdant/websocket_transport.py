@@ -161,6 +161,8 @@ def _handle_frame(
             return CloseReason.POLICY_VIOLATION, error.message
         if error.code == ErrorCode.TOO_LARGE:
             return CloseReason.MESSAGE_TOO_BIG, error.message
+        if error.http_status >= 500:  # storage full or busy: the client reconnects and resends
+            return CloseReason.TRY_AGAIN_LATER, error.message
         logger.log(
             logging.DEBUG if error.quiet else logging.WARNING,
             "Ignored a websocket frame from %s: %s",

@@ -6,6 +6,7 @@ writes fails with SQLITE_BUSY at once instead of waiting for the busy timeout.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import json_codec
+from ..errors import ErrorCode, VerdantError
 from ..files.records import FileInfo
 from ..json_codec import RawJSON
 from ..tokens import ReplicaType
@@ -70,13 +72,20 @@ class Database:
     def _transaction(self, begin: str) -> Iterator[Transaction]:
         self.migrate()
         with self._pool.connection() as connection:
-            connection.execute(begin)
             try:
-                yield Transaction(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+                connection.execute(begin)
+                try:
+                    yield Transaction(connection)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT (disk full) may leave the transaction open, and the
+                    # connection goes back to the pool: it must not carry one.
+                    if connection.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) or exc from exc
 
     def close(self) -> None:
         self._pool.close()
@@ -523,6 +532,26 @@ class Transaction:
         )
         return cursor.rowcount == 1
 
+    def begin_upload(self, info: FileInfo, now_ms: int) -> None:
+        """Record an upload before its bytes are stored (schema migration 6)."""
+        self._db.execute(
+            """INSERT INTO file_uploads (uploadId, libraryId, fileId, name, startedAt)
+               VALUES (?, ?, ?, ?, ?)""",
+            (info.upload_id, info.library_id, info.file_id, info.name, now_ms),
+        )
+
+    def end_upload(self, upload_id: str) -> None:
+        self._db.execute("DELETE FROM file_uploads WHERE uploadId = ?", (upload_id,))
+
+    def abandoned_uploads(self, started_before_ms: int, limit: int) -> list[FileInfo]:
+        """Uploads begun before ``started_before_ms`` that never got their metadata."""
+        rows = self._db.execute(
+            """SELECT libraryId, fileId, uploadId, name FROM file_uploads
+               WHERE startedAt <= ? ORDER BY startedAt LIMIT ?""",
+            (started_before_ms, limit),
+        ).fetchall()
+        return [FileInfo(row[0], row[1], row[2], row[3], "") for row in rows]
+
     def delete_library_files(self, library_id: str) -> list[FileInfo]:
         """Remove every file row of the library; returns them so their bytes can go too."""
         rows = self._db.execute(
@@ -534,6 +563,24 @@ class Transaction:
 
 
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
+
+
+# Primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
+
+
+def _unavailable(error: sqlite3.OperationalError) -> VerdantError | None:
+    """A storage failure a client should retry later (503, close 1013), not a server bug."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    if code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return VerdantError(ErrorCode.UNAVAILABLE, "The database is busy; try again later")
+    if code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
+        return VerdantError(
+            ErrorCode.UNAVAILABLE, "The server's storage is full or failing; try again later"
+        )
+    return None
 
 
 def _file_values(info: FileInfo, *, pending_delete_at_ms: int | None) -> tuple[Any, ...]:

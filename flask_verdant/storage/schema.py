@@ -94,6 +94,18 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "INSERT INTO replica_owners SELECT libraryId, id, userId FROM replicas",
     ],
+    # 6: uploads in progress, recorded before their bytes are stored and removed with the
+    #    metadata write, so bytes whose process died in between are found and deleted.
+    [
+        """CREATE TABLE file_uploads (
+            uploadId TEXT NOT NULL PRIMARY KEY,
+            libraryId TEXT NOT NULL,
+            fileId TEXT NOT NULL,
+            name TEXT NOT NULL,
+            startedAt INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX file_uploads_by_start ON file_uploads (startedAt)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
