@@ -156,7 +156,9 @@ def _read_messages(limit: int, limits: Limits) -> list[ClientMessage]:
         raise VerdantError(ErrorCode.BODY_REQUIRED, "The request needs a JSON body")
     try:
         body = json_codec.loads(data)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise bad_request("The request body is nested too deeply") from exc
+    except ValueError as exc:
         raise bad_request("The request body is not valid JSON") from exc
     if not isinstance(body, dict) or "messages" not in body:
         raise bad_request('The body must be an object with a "messages" list')

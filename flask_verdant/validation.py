@@ -18,6 +18,8 @@ from .errors import ErrorCode, VerdantError
 
 # The largest integer a double (a JavaScript number) holds; beyond it a client sees Infinity.
 _MAX_INTEGER = int(sys.float_info.max)
+# Whatever the setting, validation never recurses deeper than this.
+_DEPTH_CAP = 500
 
 
 class InvalidValue(VerdantError):
@@ -41,32 +43,35 @@ DEFAULT_LIMITS = Limits()
 def check_value(value: object, limits: Limits) -> None:
     """Refuse a decoded JSON value that is too deep or holds text or numbers we cannot keep.
 
-    Iterative, so that a value deeper than Python's recursion limit is refused, not crashed on.
+    Recursive, but never deeper than ``limits.max_depth`` (checked before descending), so a
+    value deeper than Python's recursion limit is refused, not crashed on.
     """
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            _check_text(item)
-        elif isinstance(item, (dict, list)):
-            if depth > limits.max_depth:
-                raise InvalidValue(f"The message is nested deeper than {limits.max_depth} levels")
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    _check_text(key)
-                    stack.append((child, depth + 1))
-            else:
-                stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int):
-            if not -_MAX_INTEGER <= item <= _MAX_INTEGER:
-                raise InvalidValue("An integer in the message is too large for a JSON number")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise InvalidValue("A number in the message is out of range (NaN or infinite)")
+    _check(value, 1, min(limits.max_depth, _DEPTH_CAP))
+
+
+def _check(item: object, depth: int, max_depth: int) -> None:
+    if isinstance(item, str):
+        _check_text(item)
+    elif isinstance(item, (dict, list)):
+        if depth > max_depth:
+            raise InvalidValue(f"The message is nested deeper than {max_depth} levels")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key)
+                _check(child, depth + 1, max_depth)
         else:
-            raise InvalidValue(f"A {type(item).__name__} is not a JSON value")
+            for child in item:
+                _check(child, depth + 1, max_depth)
+    elif isinstance(item, bool) or item is None:
+        return
+    elif isinstance(item, int):
+        if not -_MAX_INTEGER <= item <= _MAX_INTEGER:
+            raise InvalidValue("An integer in the message is too large for a JSON number")
+    elif isinstance(item, float):
+        if not math.isfinite(item):
+            raise InvalidValue("A number in the message is out of range (NaN or infinite)")
+    else:
+        raise InvalidValue(f"A {type(item).__name__} is not a JSON value")
 
 
 def check_id(value: str, key: str, limits: Limits) -> None:

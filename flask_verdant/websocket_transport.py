@@ -149,7 +149,9 @@ def _handle_frame(
     """Process one frame; return the close code and reason if the socket must be closed."""
     try:
         raw = json_codec.loads(frame)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        return CloseReason.INVALID_FRAME_PAYLOAD_DATA, "The message is nested too deeply"
+    except ValueError:
         return CloseReason.UNSUPPORTED_DATA, "Frames must hold one JSON message"
     try:
         message = parse_message(raw, server.settings.limits)

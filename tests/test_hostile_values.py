@@ -36,6 +36,9 @@ def nested(levels: int) -> Any:
 DEEP = "@deep@"  # stands for a value 1,000 levels deep, which json.dumps cannot write
 
 
+VERY_DEEP = "@very-deep@"
+
+
 def deep_text(levels: int = 1000) -> str:
     return '{"a":' * levels + '"bottom"' + "}" * levels
 
@@ -66,6 +69,7 @@ def bad_messages(client: VerdantTestClient) -> dict[str, dict[str, Any]]:
         "presence-surrogate": client.presence_message({"name": SURROGATE}),
         "presence-surrogate-key": client.presence_message({SURROGATE: 1}),
         "presence-deep": client.presence_message(DEEP),
+        "presence-very-deep": client.presence_message(VERY_DEEP),
         "op-surrogate": op({"text": "ok" + SURROGATE}),
         "op-deep": op(DEEP),
         "op-big-integer-and-infinity": op({"big": 10**400, "inf": float("inf")}),
@@ -84,13 +88,19 @@ def bad_messages(client: VerdantTestClient) -> dict[str, dict[str, Any]]:
 
 def encode(message: dict[str, Any]) -> str:
     """``json.dumps`` writes inf as ``Infinity``; a client's 1e400 is what the server sees."""
-    return json.dumps(message).replace("Infinity", "1e400").replace(f'"{DEEP}"', deep_text())
+    return (
+        json.dumps(message)
+        .replace("Infinity", "1e400")
+        .replace(f'"{DEEP}"', deep_text())
+        .replace(f'"{VERY_DEEP}"', deep_text(20_000))  # beyond every decoder's own limit
+    )
 
 
 BAD_CASES = [
     "presence-surrogate",
     "presence-surrogate-key",
     "presence-deep",
+    "presence-very-deep",
     "op-surrogate",
     "op-deep",
     "op-big-integer-and-infinity",
@@ -203,7 +213,9 @@ def test_a_writer_that_fails_for_any_reason_closes_its_socket() -> None:
 # -- websockets ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("presence", [{"name": SURROGATE}, DEEP], ids=["surrogate", "deep"])
+@pytest.mark.parametrize(
+    "presence", [{"name": SURROGATE}, DEEP, VERY_DEEP], ids=["surrogate", "deep", "very-deep"]
+)
 def test_a_bad_presence_on_a_websocket_closes_it_with_1007_and_others_carry_on(
     harness: Harness,
     presence: Any,
