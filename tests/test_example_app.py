@@ -24,9 +24,7 @@ def csrf_token(client: FlaskClient) -> str:
     return token
 
 
-def sign_in(
-    client: FlaskClient, name: str, library: str = "groceries", invite: str = ""
-) -> str:
+def sign_in(client: FlaskClient, name: str, library: str = "groceries", invite: str = "") -> str:
     response = client.post(
         "/sign-in",
         data={"name": name, "list": library, "invite": invite, "csrf_token": csrf_token(client)},
