@@ -6,6 +6,7 @@ library ``fuzz``. Invariants, checked after every example:
 
 - never a server error: no 5xx, no close 1011, nothing logged at ERROR;
 - never an effect on library ``victim``: its rows and the messages its connection receives;
+- a peer in the fuzzed library itself (``bob``) is still answered, whatever was accepted;
 - and at the end ``PRAGMA integrity_check`` is ok and compaction of the fuzzed library runs.
 
 The budget is small by default (a few tens of seconds in CI); ``VERDANT_FUZZ_EXAMPLES=5000``
@@ -30,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_verdant import LocalFileStorage, ReplicaType
-from flask_verdant.testing import VerdantTestClient
+from flask_verdant.testing import VerdantTestClient, of_type
 
 from .realtime_helpers import Closed, Socket, serving, sync_server, wait_for
 
@@ -182,6 +183,16 @@ class World:
             kind: VerdantTestClient(app, library_id="fuzz", user_id="mallory", type=kind).token
             for kind in (ReplicaType.REALTIME, ReplicaType.READ_ONLY_PULL)
         }
+        self.peer = VerdantTestClient(app, library_id="fuzz", user_id="bob", replica_id="bobs")
+        self.peer.sync()
+
+    def check_peer(self) -> None:
+        """Whatever mallory got accepted, bob's sync is answered (every presence included)."""
+        response = self.peer.post(
+            {"messages": [self.peer.sync_message(since="x", resync_all=False)]}
+        )
+        assert response.status_code == 200, response.get_data()[:300]
+        assert of_type(response.get_json()["messages"], "sync-resp")
 
     def rows(self, library_id: str) -> list[tuple[Any, ...]]:
         connection = sqlite3.connect(self.database_file)
@@ -275,6 +286,7 @@ def test_http_sync_never_fails_and_never_touches_another_library(
     )
     assert_json_answer(response, {200, 400, 403, 413, 429})
     world.check_victim()
+    world.check_peer()
 
 
 @FUZZ
@@ -330,8 +342,11 @@ frames = st.one_of(
 
 
 @pytest.fixture
-def live_world(world: World) -> Iterator[tuple[World, str, Socket]]:
+def live_world(world: World) -> Iterator[tuple[World, str, Socket, Socket]]:
     with serving(world.app) as address:
+        peer = Socket(address, world.peer.token)
+        peer.send(world.peer.sync_message())
+        peer.receive_until("sync-resp")
         victim = Socket(address, world.victim.token)
         victim.send(world.victim.presence_message({"here": True}))
         victim.send(world.victim.sync_message(since="x", resync_all=False))
@@ -339,17 +354,20 @@ def live_world(world: World) -> Iterator[tuple[World, str, Socket]]:
         wait_for(lambda: sync_server(world.app).library_presence("victim"))
         world.rebaseline()
         try:
-            yield world, address, victim
+            yield world, address, victim, peer
         finally:
             victim.close()
+            peer.close()
 
 
 @SOCKET_FUZZ
 @given(batch=st.lists(frames, min_size=1, max_size=4))
 def test_websocket_frames_never_fail_and_never_touch_another_library(
-    live_world: tuple[World, str, Socket], no_errors_logged: None, batch: list[str | bytes]
+    live_world: tuple[World, str, Socket, Socket],
+    no_errors_logged: None,
+    batch: list[str | bytes],
 ) -> None:
-    world, address, victim = live_world
+    world, address, victim, peer = live_world
     socket = Socket(address, world.tokens[ReplicaType.REALTIME])
     try:
         # Frames, then a heartbeat as the last word: it is answered, or the socket was closed
@@ -367,4 +385,7 @@ def test_websocket_frames_never_fail_and_never_touch_another_library(
     # The victim's socket got nothing and still works.
     victim.send({"type": "heartbeat", "replicaId": world.victim.replica_id})
     assert [m["type"] for m in victim.receive_until("heartbeat-response")] == ["heartbeat-response"]
+    # So does bob's, in the fuzzed library: whatever reached it, it is not silenced.
+    peer.send({"type": "heartbeat", "replicaId": world.peer.replica_id})
+    peer.receive_until("heartbeat-response")
     world.rebaseline()
