@@ -49,6 +49,8 @@ _GLOBAL_ACK_TYPES = (ReplicaType.REALTIME, ReplicaType.PUSH)
 @dataclass(frozen=True)
 class EngineSettings:
     replica_truancy_minutes: float = 60 * 24 * 14
+    # Bindings are permanent, so a user must not be able to make up replica ids without end.
+    max_replicas_per_user: int = 1000
 
 
 class SyncEngine:
@@ -84,6 +86,12 @@ class SyncEngine:
         unbound = [replica_id for replica_id in replica_ids if replica_id not in owners]
         if unbound:
             with self.database.write() as tx:
+                limit = self.settings.max_replicas_per_user
+                if tx.count_user_replicas(sender.library_id, sender.user_id) + len(unbound) > limit:
+                    raise VerdantError(
+                        ErrorCode.FORBIDDEN,
+                        f"A user may have at most {limit} replicas in a library",
+                    )
                 tx.bind_replicas(sender.library_id, sender.user_id, unbound)
                 # Another process may have bound one first.
                 owners = tx.replica_owners(sender.library_id, unbound)

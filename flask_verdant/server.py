@@ -60,7 +60,10 @@ class SyncServer:
             self.database,
             self.presence,
             self.profiles,
-            EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
+            EngineSettings(
+                replica_truancy_minutes=settings.replica_truancy_minutes,
+                max_replicas_per_user=settings.max_replicas_per_user,
+            ),
         )
         self.sweeper = BackgroundLoop(
             self.expire_presence,

@@ -34,6 +34,7 @@ class Settings:
     file_sweep_interval: float = 600.0  # seconds between sweeps; 0 disables the thread
     max_json_depth: int = Limits.max_depth
     max_token_lifetime: float = 7 * 24 * 3600.0  # seconds from now to a token's exp, at most
+    max_replicas_per_user: int = 1000  # replica ids bound to one user in a library, for good
     max_presence_bytes: int = PresenceLimits.max_bytes
     max_presence_replicas: int = PresenceLimits.max_replicas  # per user and library
     presence_updates_per_second: float = PresenceLimits.per_second  # per user and library
@@ -89,6 +90,7 @@ class Settings:
             file_sweep_interval=_seconds(pick("file_sweep_interval", cls.file_sweep_interval)),
             max_json_depth=int(pick("max_json_depth", cls.max_json_depth)),
             max_token_lifetime=_seconds(pick("max_token_lifetime", cls.max_token_lifetime)),
+            max_replicas_per_user=int(pick("max_replicas_per_user", cls.max_replicas_per_user)),
             max_presence_bytes=int(pick("max_presence_bytes", cls.max_presence_bytes)),
             max_presence_replicas=int(pick("max_presence_replicas", cls.max_presence_replicas)),
             presence_updates_per_second=float(

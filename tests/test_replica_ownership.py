@@ -7,6 +7,7 @@ eviction clears, would let another user claim an id and lock its owner out.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from flask import Flask
 
@@ -108,3 +109,17 @@ def test_an_existing_database_keeps_its_replicas_owners(database_file: str) -> N
     with app.app_context():
         app.extensions["verdant"].evict_user("lib", "alice")
     assert_owner_keeps_it(alice, mallory)
+
+
+def test_a_user_cannot_bind_replica_ids_without_end(make_app: Callable[..., Flask]) -> None:
+    app = make_app({"VERDANT_MAX_REPLICAS_PER_USER": 3})
+    mine = [VerdantTestClient(app, library_id="lib", user_id="mallory") for _ in range(4)]
+    for replica in mine[:3]:
+        replica.heartbeat()
+    refused = mine[3].post({"messages": [mine[3].presence_message({})]})
+    assert refused.status_code == 403 and refused.get_json()["code"] == 4030
+    # Known ids keep working, and other users and libraries are not limited by mallory's.
+    assert of_type(mine[0].sync(), "sync-resp")
+    assert of_type(VerdantTestClient(app, library_id="lib", user_id="alice").sync(), "sync-resp")
+    other = VerdantTestClient(app, library_id="other", user_id="mallory")
+    assert of_type(other.sync(), "sync-resp")

@@ -149,6 +149,14 @@ class Transaction:
                 owners[replica_id] = row[0]
         return owners
 
+    def count_user_replicas(self, library_id: str, user_id: str) -> int:
+        """How many replica ids are bound to the user in the library."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM replica_owners WHERE libraryId = ? AND userId = ?",
+            (library_id, user_id),
+        ).fetchone()
+        return int(row[0])
+
     def bind_replicas(self, library_id: str, user_id: str, replica_ids: Iterable[str]) -> None:
         """Bind unbound replica ids to ``user_id``; an existing binding is never changed."""
         self._db.executemany(

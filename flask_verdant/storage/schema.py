@@ -93,6 +93,7 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (libraryId, replicaId)
         ) WITHOUT ROWID""",
         "INSERT INTO replica_owners SELECT libraryId, id, userId FROM replicas",
+        "CREATE INDEX replica_owners_by_user ON replica_owners (libraryId, userId)",
     ],
     # 6: uploads in progress, recorded before their bytes are stored and removed with the
     #    metadata write, so bytes whose process died in between are found and deleted.
