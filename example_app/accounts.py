@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from . import membership
+
 blueprint = Blueprint("accounts", __name__)
 
 MAX_NAME_LENGTH = 40
@@ -45,7 +47,10 @@ def profile(user_id: str) -> dict[str, str]:
 @blueprint.get("/")
 def sign_in_page() -> str:
     return render_template(
-        "sign_in.html", user=current_user(), list=request.args.get("list", "groceries")
+        "sign_in.html",
+        user=current_user(),
+        list=request.args.get("list", "groceries"),
+        invite=request.args.get("invite", ""),
     )
 
 
@@ -58,6 +63,9 @@ def sign_in() -> Response:
     user = current_user()
     if user is None or user.name != name:
         session["user_id"] = new_user_id(name)
+    invite = request.form.get("invite", "")
+    if invite:  # came by an invitation link: join the list
+        membership.accept(library, session["user_id"], invite)
     return redirect(url_for("lists.page", library=library))
 
 

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 
 from flask_verdant import TokenProvider
 
+from . import membership
 from .accounts import current_user
 
 blueprint = Blueprint("lists", __name__)
@@ -20,18 +21,24 @@ def page(library: str) -> Any:
     user = current_user()
     if user is None:
         return redirect(url_for("accounts.sign_in_page", list=library))
-    return render_template("list.html", library=_checked(library), user=user)
+    if not membership.open_list(_checked(library), user.id):
+        return render_template("not_a_member.html", library=library, user=user), 403
+    code = membership.invitation(library, user.id)
+    invitation = code and url_for(
+        "accounts.sign_in_page", list=library, invite=code, _external=True
+    )
+    return render_template("list.html", library=library, user=user, invitation=invitation)
 
 
 @blueprint.get("/auth/<library>")
 def token(library: str) -> Any:
-    """The client's ``authEndpoint``: a token for the session's user, never for anyone else.
-
-    Every signed-in user may join every list here; a real app checks membership first.
-    """
+    """The client's ``authEndpoint``: a token for the session's user, never for anyone else,
+    and only for a list they are a member of: the sync server trusts every token we sign."""
     user = current_user()
     if user is None:
         return jsonify(code=4010, message="Sign in first"), 401
+    if not membership.is_member(_checked(library), user.id):
+        return jsonify(code=4030, message="You are not a member of this list"), 403
     from . import verdant  # the app package imports this module before it makes `verdant`
 
     tokens = TokenProvider(secret=current_app.config["VERDANT_TOKEN_SECRET"])

@@ -50,6 +50,8 @@ _GLOBAL_ACK_TYPES = (ReplicaType.REALTIME, ReplicaType.PUSH)
 @dataclass(frozen=True)
 class EngineSettings:
     replica_truancy_minutes: float = 60 * 24 * 14
+    # Bindings are permanent, so a user must not be able to make up replica ids without end.
+    max_replicas_per_user: int = 1000
 
 
 class SyncEngine:
@@ -70,18 +72,31 @@ class SyncEngine:
     # intake
 
     def check_ownership(self, sender: TokenInfo, messages: list[ClientMessage]) -> None:
-        """Refuse a batch that names a replica registered to another user, before any is applied."""
-        replica_ids = {m.replica_id for m in messages if m.replica_id}
+        """Refuse a batch that names a replica of another user, before any of it is applied.
+
+        A replica id is bound to the first user the server sees it from, whatever the message
+        (presence before sync included), and the binding outlives eviction: peers see each
+        other's replica ids, and a squatter must never lock the owner out.
+        """
+        replica_ids = sorted({m.replica_id for m in messages if m.replica_id})
         if not replica_ids:
             return
         with self.database.read() as tx:
-            for replica_id in sorted(replica_ids):
-                replica = tx.get_replica(sender.library_id, replica_id)
-                if replica is not None and replica.user_id != sender.user_id:
+            owners = tx.replica_owners(sender.library_id, replica_ids)
+        _refuse_others(sender, owners)
+        unbound = [replica_id for replica_id in replica_ids if replica_id not in owners]
+        if unbound:
+            with self.database.write() as tx:
+                limit = self.settings.max_replicas_per_user
+                if tx.count_user_replicas(sender.library_id, sender.user_id) + len(unbound) > limit:
                     raise VerdantError(
                         ErrorCode.FORBIDDEN,
-                        f"Replica {replica_id!r} belongs to another user",
+                        f"A user may have at most {limit} replicas in a library",
                     )
+                tx.bind_replicas(sender.library_id, sender.user_id, unbound)
+                # Another process may have bound one first.
+                owners = tx.replica_owners(sender.library_id, unbound)
+            _refuse_others(sender, owners)
 
     def handle(
         self, sender: TokenInfo, message: ClientMessage, *, pull: bool = False
@@ -426,6 +441,14 @@ class SyncEngine:
     def evict_user(self, library_id: str, user_id: str) -> int:
         with self.database.write() as tx:
             return tx.delete_user_replicas(library_id, user_id)
+
+
+def _refuse_others(sender: TokenInfo, owners: dict[str, str]) -> None:
+    for replica_id, user_id in owners.items():
+        if user_id != sender.user_id:
+            raise VerdantError(
+                ErrorCode.FORBIDDEN, f"Replica {replica_id!r} belongs to another user"
+            )
 
 
 def _omit_none(message: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ class ErrorCode(IntEnum):
     METHOD_NOT_ALLOWED = 4050
     MISDIRECTED = 4210
     TOO_LARGE = 4130
+    TOO_MANY_REQUESTS = 4290
     UNEXPECTED = 5000
     NO_FILE_STORAGE = 5011
     UNAVAILABLE = 5030
@@ -37,6 +38,8 @@ class VerdantError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
+        # A repeat the client was already told about: logged at debug level only.
+        self.quiet = False
 
     @property
     def http_status(self) -> int:

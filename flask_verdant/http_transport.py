@@ -30,6 +30,7 @@ from . import json_codec
 from .errors import ErrorCode, VerdantError, bad_request
 from .messages import ClientMessage, parse_messages
 from .server import SyncServer
+from .validation import Limits
 
 logger = logging.getLogger("flask_verdant")
 
@@ -96,12 +97,14 @@ def request_token(req: Request) -> str | None:
 def sync_view() -> Response:
     server: SyncServer = current_app.extensions["verdant"]
     try:
-        sender = server.authenticate(request_token(request), remember=True)
+        sender = server.authenticate(
+            request_token(request), address=request.remote_addr, remember=True
+        )
         wait = preferred_wait(
             request.headers.getlist("Prefer"), server.settings.long_poll_max_seconds
         )
         server.admit(sender.library_id)
-        messages = _read_messages(server.settings.max_message_bytes)
+        messages = _read_messages(server.settings.max_message_bytes, server.settings.limits)
         connection = RequestConnection()
         member = server.connect(sender, connection, lasting=False)
         try:
@@ -152,7 +155,7 @@ def _disconnect_probe(environ: Mapping[str, Any]) -> Callable[[], bool]:
     return client_gone
 
 
-def _read_messages(limit: int) -> list[ClientMessage]:
+def _read_messages(limit: int, limits: Limits) -> list[ClientMessage]:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     data = request.stream.read(limit + 1)
@@ -162,11 +165,13 @@ def _read_messages(limit: int) -> list[ClientMessage]:
         raise VerdantError(ErrorCode.BODY_REQUIRED, "The request needs a JSON body")
     try:
         body = json_codec.loads(data)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise bad_request("The request body is nested too deeply") from exc
+    except ValueError as exc:
         raise bad_request("The request body is not valid JSON") from exc
     if not isinstance(body, dict) or "messages" not in body:
         raise bad_request('The body must be an object with a "messages" list')
-    return parse_messages(body["messages"])
+    return parse_messages(body["messages"], limits)
 
 
 def _too_large(limit: int) -> VerdantError:
@@ -174,8 +179,9 @@ def _too_large(limit: int) -> VerdantError:
 
 
 def error_response(error: VerdantError, *, quiet: bool = False) -> Response:
-    """The JSON error answer; ``quiet`` logs a refusal at debug level (for repeats)."""
+    """The JSON error answer; ``quiet`` (or a quiet error) logs a refusal at debug level."""
     current_app.extensions["verdant"].events.refused(int(error.code), "http")
+    quiet = quiet or error.quiet
     if error.http_status >= 500:
         logger.error("Sync error %s: %s", int(error.code), error.message)
     else:

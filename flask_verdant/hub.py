@@ -8,12 +8,16 @@ websocket connection queues (and is cut off when its budget overflows), an HTTP 
 
 from __future__ import annotations
 
+import functools
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
+
+logger = logging.getLogger("flask_verdant")
 
 
 class Connection(Protocol):
@@ -54,7 +58,7 @@ class Member:
             if self._held is not None:
                 self._held.append(payload)
                 return
-        self.connection.send(payload)
+        _send(self.connection, payload)
 
     @contextmanager
     def answering(self) -> Iterator[Callable[[str], None]]:
@@ -68,18 +72,19 @@ class Member:
         Only a lasting connection waits: an HTTP answer is followed by the next poll's, and a
         held long-poll must wake at once for what arrives.
         """
+        answer = functools.partial(_send, self.connection)
         if not self.lasting:
-            yield self.connection.send
+            yield answer
             return
         with self._lock:
             self._held = []
         try:
-            yield self.connection.send
+            yield answer
         finally:
             with self._lock:
                 held, self._held = self._held or [], None
             for payload in held:
-                self.connection.send(payload)
+                answer(payload)
 
 
 class Hub:
@@ -171,3 +176,12 @@ class Hub:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(members) for members in self._libraries.values())
+
+
+def _send(connection: Connection, payload: str) -> None:
+    """One recipient's failure closes that recipient (it reconnects); the others still get it."""
+    try:
+        connection.send(payload)
+    except Exception:
+        logger.exception("Delivery to a connection failed; closing it")
+        connection.close()

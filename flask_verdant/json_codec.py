@@ -4,13 +4,17 @@ orjson does the work: every frame is parsed and every reply and broadcast serial
 the stdlib that was the largest item in the server's profile under load (BENCHMARKS.md). orjson
 refuses a few inputs that JavaScript accepts, a lone surrogate escape when parsing, and integers
 beyond 64 bits, non-string keys or lone surrogates when serializing; for those rare values the
-stdlib does the job as before. NaN and infinities serialize as ``null``, as ``JSON.stringify``
-does.
+stdlib does the job as before, escaping non-ASCII, so that its text always encodes to UTF-8
+(a lone surrogate becomes the escape ``\\ud800``, which JavaScript reads back). NaN and
+infinities serialize as ``null``, as ``JSON.stringify`` does. Messages are validated before they
+are accepted (``validation``), so encoding what the server holds does not fail; these fallbacks
+make sure that even a value that slipped through cannot stop a socket or an answer.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -35,7 +39,7 @@ def _stdlib_default(value: Any) -> Any:
 
 
 _encoder = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_stdlib_default
+    separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=_stdlib_default
 )
 
 
@@ -43,7 +47,21 @@ def dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, default=_orjson_default).decode()
     except TypeError:
-        return _encoder.encode(value)
+        try:
+            return _encoder.encode(value)
+        except ValueError:
+            return _encoder.encode(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    """The value with NaN and infinities as ``None``, for the stdlib (which refuses them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(child) for key, child in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(child) for child in value]
+    return value
 
 
 def loads(text: str | bytes) -> Any:

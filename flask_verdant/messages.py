@@ -1,8 +1,9 @@
 """Client messages as typed values, validated before anything touches storage.
 
 Validation happens up front for a whole request so that malformed input is refused before any
-message of it has been applied. Operations and baselines keep the exact dicts the client sent,
-because ``op-re`` must relay them unchanged (docs/protocol.md, "Messages").
+message of it has been applied, and covers values as well as shape (``validation``): what is
+accepted can always be stored and encoded again. Operations and baselines keep the exact dicts
+the client sent, because ``op-re`` must relay them unchanged (docs/protocol.md, "Messages").
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from .errors import bad_request
 from .nonce import decode_nonce
+from .validation import DEFAULT_LIMITS, Limits, check_id, check_value
 
 JSONDict = dict[str, Any]
 
@@ -64,10 +66,33 @@ ClientMessage = (
 )
 
 
-def parse_message(raw: object) -> ClientMessage:
-    """Turn one decoded JSON value into a message, or raise a 4000 error naming the problem."""
+def parse_message(raw: object, limits: Limits = DEFAULT_LIMITS) -> ClientMessage:
+    """Turn one decoded JSON value into a message, or raise a 4000 error naming the problem.
+
+    An ``InvalidValue`` (a kind of 4000) says the shape was fine but a value was not.
+    """
     if not isinstance(raw, dict):
         raise bad_request("Each message must be a JSON object")
+    check_value(raw, limits)
+    message = _parse(raw)
+    for key in ("replicaId", "timestamp", "since", "nonce"):
+        value = raw.get(key)
+        if isinstance(value, str):
+            check_id(value, key, limits)
+    records = getattr(message, "operations", []) + getattr(message, "baselines", [])
+    for record in records:
+        check_id(record["oid"], "oid", limits)
+        check_id(record["timestamp"], "timestamp", limits)
+    return message
+
+
+def parse_messages(raw: object, limits: Limits = DEFAULT_LIMITS) -> list[ClientMessage]:
+    if not isinstance(raw, list):
+        raise bad_request("'messages' must be a list")
+    return [parse_message(item, limits) for item in raw]
+
+
+def _parse(raw: JSONDict) -> ClientMessage:
     kind = raw.get("type")
     if kind == "sync":
         return _parse_sync(raw)
@@ -94,12 +119,6 @@ def parse_message(raw: object) -> ClientMessage:
     if not isinstance(kind, str):
         raise bad_request("A message needs a string 'type'")
     raise bad_request(f"Unknown message type {kind[:64]!r}")
-
-
-def parse_messages(raw: object) -> list[ClientMessage]:
-    if not isinstance(raw, list):
-        raise bad_request("'messages' must be a list")
-    return [parse_message(item) for item in raw]
 
 
 def _parse_sync(raw: JSONDict) -> SyncMessage:

@@ -18,6 +18,7 @@ from .broker import Broker, LocalBroker, ProcessIdentity
 from .compaction import CompactionResult
 from .coordination import EVICT_LIBRARY, EVICT_USER, PROFILE_CHANGED, Coordinator, Event
 from .engine import EngineSettings, SyncEngine
+from .errors import VerdantError
 from .files import FileStorage
 from .files.service import FileService
 from .hosts import HostMap
@@ -26,11 +27,13 @@ from .locks import LibraryLocks
 from .messages import AckMessage, ClientMessage, OpMessage, PresenceUpdateMessage, SyncMessage
 from .outbox import Broadcast, Envelope, Reply
 from .presence import Departure
+from .presence_limits import PresenceAdmission
 from .profiles import ProfileCache, ProfileLoader
 from .scheduler import LibraryScheduler
 from .settings import Settings
 from .signals import ServerEvents
 from .storage import Database
+from .throttle import AddressBudget, RefusalThrottle
 from .tokens import TokenInfo, TokenVerifier
 
 logger = logging.getLogger("flask_verdant")
@@ -93,16 +96,24 @@ class SyncServer:
         self.identity = ProcessIdentity()
         self.broker = make_broker(settings, self.identity)
         self.presence = self.broker.presence
+        self.presence_admission = PresenceAdmission(
+            settings.presence_limits, settings.presence_keepalive_seconds
+        )
         self.profiles = ProfileCache(profiles)
         self.hub = Hub(self.identity)
         self.hosts = HostMap(settings.hosts, settings.host_url)
         self.locks = LibraryLocks()
-        self.verifier = TokenVerifier(settings.token_secret)
+        self.verifier = TokenVerifier(settings.token_secret, settings.max_token_lifetime)
+        self.refused_tokens = RefusalThrottle()
+        self.refusing_addresses = AddressBudget()
         self.engine = SyncEngine(
             self.database,
             self.presence,
             self.profiles,
-            EngineSettings(replica_truancy_minutes=settings.replica_truancy_minutes),
+            EngineSettings(
+                replica_truancy_minutes=settings.replica_truancy_minutes,
+                max_replicas_per_user=settings.max_replicas_per_user,
+            ),
         )
         self.coordinator = Coordinator(
             self.database, self.identity, self.broker.description, self._apply_event
@@ -120,9 +131,24 @@ class SyncServer:
         )
         self.events = ServerEvents()
 
-    def authenticate(self, token: str | None, *, remember: bool = False) -> TokenInfo:
-        """``remember`` for a client that sends the token again and again (HTTP sync)."""
-        return self.verifier.verify(token, remember=remember)
+    def authenticate(
+        self, token: str | None, *, address: str | None = None, remember: bool = False
+    ) -> TokenInfo:
+        """Verify a token; refusals that repeat, or exceed the address's budget, are slowed.
+
+        ``address`` is the client's (``request.remote_addr``: behind a proxy, the host applies
+        Werkzeug's ``ProxyFix``). ``remember`` for a client that sends the token again and
+        again (HTTP sync).
+        """
+        try:
+            return self.verifier.verify(token, remember=remember)
+        except VerdantError as error:
+            repeated = self.refused_tokens.refused(token or "")
+            over_budget = self.refusing_addresses.refused(address)
+            if repeated or over_budget:
+                error.quiet = True
+                time.sleep(self.refused_tokens.delay)
+            raise
 
     def admit(self, library_id: str) -> None:
         """Called before serving a request for a library: this process's machinery runs, and
@@ -154,11 +180,13 @@ class SyncServer:
         """
         library_id = sender.library_id
         pull = not member.lasting
+        owner = member.id if member.lasting else None
         replies: list[str] = []
         shown: dict[str, Any] | None = None
         with member.answering() as answer:
             with self.locks.hold(library_id):
                 self.engine.check_ownership(sender, messages)
+                self._admit_presence(sender, messages, owner)
                 for message in messages:
                     started = time.perf_counter()
                     if isinstance(message, _WRITES):
@@ -176,13 +204,18 @@ class SyncServer:
                     self.events.handled(sender, message, envelopes, pull, started, stored)
                     shown = _peer_presence(envelopes, shown)
                     replica_id = message.replica_id
-                    if replica_id and (
+                    if not replica_id:
+                        continue
+                    now = time.time()
+                    if (
                         isinstance(message, PresenceUpdateMessage)
                         or replica_id not in member.replica_ids
                     ):
                         member.replica_ids.add(replica_id)
-                        owner = member.id if member.lasting else None
-                        self.presence.claim(library_id, replica_id, owner, time.time())
+                        self.presence.claim(library_id, replica_id, owner, now)
+                    self.presence_admission.spoke(
+                        library_id, sender.user_id, replica_id, owner, now
+                    )
             # Nothing is acknowledged before it is on disk. Waiting outside the lock lets the
             # next commits share the fsync (group commit, ``storage.durability``).
             self.database.wait_durable()
@@ -239,6 +272,21 @@ class SyncServer:
                 replies.append(payload)
         return replies
 
+    def _admit_presence(
+        self, sender: TokenInfo, messages: list[ClientMessage], owner: object | None
+    ) -> None:
+        """The presence limits (``presence_limits``), for a whole batch before any applies."""
+        now = time.time()
+        for message in messages:
+            if message.replica_id:
+                self.presence_admission.check_speaker(owner, message.replica_id)
+        for message in messages:
+            if isinstance(message, PresenceUpdateMessage):
+                size = len(json_codec.dumps(message.presence).encode())
+                self.presence_admission.admit_update(
+                    sender.library_id, sender.user_id, message.replica_id, size, owner, now
+                )
+
     def compact(self, library_id: str) -> CompactionResult:
         """Run compaction passes until nothing more can be folded; for the CLI and tests."""
         total = CompactionResult(library_id)
@@ -276,6 +324,7 @@ class SyncServer:
         if not member.lasting:
             return
         library_id = sender.library_id
+        self.presence_admission.release(member.id)
         with self.locks.hold(library_id):
             for departure in self.presence.release(library_id, member.id):
                 self._announce(departure)
@@ -312,6 +361,7 @@ class SyncServer:
             with self.database.write():
                 self.engine.evict_library(library_id)
                 self.coordinator.record(EVICT_LIBRARY, library_id)
+            self.presence_admission.clear(library_id)
             # Connected replicas reconnect, are asked for their history and restore the library.
             self.hub.close_library(library_id)
         self.broker.announce_events()

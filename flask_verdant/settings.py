@@ -8,6 +8,9 @@ from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
 from typing import Any
 
+from .presence_limits import PresenceLimits
+from .validation import Limits
+
 DEFAULT_TRUANCY_MINUTES = 60 * 24 * 14
 
 
@@ -38,6 +41,13 @@ class Settings:
     durability: str = "fsync"  # "os": acknowledge before the fsync (see storage.durability)
     metrics_token: str | None = None  # a bearer token that /metrics requires, if set
     cors_origins: tuple[str, ...] = ()  # origins allowed to call the sync and file routes
+    max_json_depth: int = Limits.max_depth
+    max_token_lifetime: float = 7 * 24 * 3600.0  # seconds from now to a token's exp, at most
+    max_replicas_per_user: int = 1000  # replica ids bound to one user in a library, for good
+    max_presence_bytes: int = PresenceLimits.max_bytes
+    max_presence_replicas: int = PresenceLimits.max_replicas  # per user and library
+    presence_updates_per_second: float = PresenceLimits.per_second  # per user and library
+    max_id_chars: int = Limits.max_id_chars
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any], arguments: Mapping[str, Any]) -> Settings:
@@ -94,7 +104,29 @@ class Settings:
             **_hosts(pick("hosts", ()), str(pick("host_url", "") or "")),
             metrics_token=pick("metrics_token") or None,
             cors_origins=_origins(pick("cors_origins")),
+            max_json_depth=int(pick("max_json_depth", cls.max_json_depth)),
+            max_token_lifetime=_seconds(pick("max_token_lifetime", cls.max_token_lifetime)),
+            max_replicas_per_user=int(pick("max_replicas_per_user", cls.max_replicas_per_user)),
+            max_presence_bytes=int(pick("max_presence_bytes", cls.max_presence_bytes)),
+            max_presence_replicas=int(pick("max_presence_replicas", cls.max_presence_replicas)),
+            presence_updates_per_second=float(
+                pick("presence_updates_per_second", cls.presence_updates_per_second)
+            ),
+            max_id_chars=int(pick("max_id_chars", cls.max_id_chars)),
         )
+
+    @property
+    def presence_limits(self) -> PresenceLimits:
+        return PresenceLimits(
+            max_bytes=self.max_presence_bytes,
+            max_replicas=self.max_presence_replicas,
+            per_second=self.presence_updates_per_second,
+        )
+
+    @property
+    def limits(self) -> Limits:
+        """What a message's values may be (``validation``)."""
+        return Limits(max_depth=self.max_json_depth, max_id_chars=self.max_id_chars)
 
 
 def _hosts(hosts: Any, host_url: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 
 from .errors import ErrorCode, VerdantError
+from .validation import is_text
 
 _ALGORITHMS = ["HS256", "HS384", "HS512"]
 
@@ -88,6 +89,9 @@ class TokenProvider:
 class TokenVerifier:
     """Checks signature, expiry and the claims the server relies on.
 
+    ``exp`` is required, and may lie at most ``max_lifetime`` seconds ahead: a leaked token
+    without one would grant access for ever.
+
     A pull client sends the same token with every request, and decoding it was a tenth of the
     server's time per HTTP request (BENCHMARKS.md). So the last ``cache_size`` valid tokens that
     callers ask to ``remember`` are kept with what they grant; a remembered token is still
@@ -95,12 +99,15 @@ class TokenVerifier:
     memory (some 4 KiB of resident memory per idle socket, measured).
     """
 
-    def __init__(self, secret: str, cache_size: int = 1024) -> None:
+    def __init__(
+        self, secret: str, max_lifetime: float = 7 * 24 * 3600.0, cache_size: int = 1024
+    ) -> None:
         self._secret = secret
+        self._max_lifetime = max_lifetime
         self._cache_size = cache_size
         self._lock = threading.Lock()
         # Keyed by a digest: a token is some 250 bytes, held once per cached client.
-        self._valid: OrderedDict[bytes, tuple[TokenInfo, float | None]] = OrderedDict()
+        self._valid: OrderedDict[bytes, tuple[TokenInfo, float]] = OrderedDict()
 
     def verify(self, token: str | None, *, remember: bool = False) -> TokenInfo:
         if not token:
@@ -110,7 +117,7 @@ class TokenVerifier:
             known = self._valid.get(key)
             if known is not None:
                 self._valid.move_to_end(key)
-        if known is not None and (known[1] is None or time.time() < known[1]):
+        if known is not None and time.time() < known[1]:
             return known[0]
         # Decoded here, not in a helper: under gevent an idle websocket keeps the pages its
         # greenlet's deepest call touched, and this is that call (a frame more cost 4 KiB each).
@@ -119,20 +126,25 @@ class TokenVerifier:
                 token,
                 self._secret,
                 algorithms=_ALGORITHMS,
-                options={"require": ["sub"], "verify_aud": False},
+                options={"require": ["sub", "exp"], "verify_aud": False},
                 leeway=0,
             )
         except jwt.ExpiredSignatureError as exc:
             raise VerdantError(ErrorCode.TOKEN_EXPIRED, "The token has expired") from exc
         except jwt.PyJWTError as exc:
             raise VerdantError(ErrorCode.INVALID_TOKEN, f"Invalid token: {exc}") from exc
+        expires = float(claims["exp"])
+        if expires - time.time() > self._max_lifetime:
+            raise VerdantError(
+                ErrorCode.INVALID_TOKEN,
+                f"The token's lifetime exceeds the server's limit ({self._max_lifetime:g} s)",
+            )
         info = _token_info(claims)
         if remember:
-            expires = claims.get("exp")
-            self._remember(key, info, None if expires is None else float(expires))
+            self._remember(key, info, expires)
         return info
 
-    def _remember(self, key: bytes, info: TokenInfo, expires: float | None) -> None:
+    def _remember(self, key: bytes, info: TokenInfo, expires: float) -> None:
         with self._lock:
             self._valid[key] = (info, expires)
             while len(self._valid) > self._cache_size:
@@ -146,6 +158,8 @@ def _token_info(claims: dict[str, Any]) -> TokenInfo:
         raise VerdantError(ErrorCode.INVALID_TOKEN, "The token's sub claim must be a user id")
     if not isinstance(library_id, str) or not library_id:
         raise VerdantError(ErrorCode.INVALID_TOKEN, "The token's lib claim must be a library id")
+    if not (is_text(user_id) and is_text(library_id)):
+        raise VerdantError(ErrorCode.INVALID_TOKEN, "The token's sub and lib must be valid text")
     return TokenInfo(
         user_id=user_id,
         library_id=library_id,

@@ -98,6 +98,8 @@ class SocketConnection:
             state = self._protocol.state
             data = b""
             if state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                # A close frame's reason is at most 123 bytes.
+                reason = reason.encode()[:123].decode(errors="ignore")
                 data = self._protocol.send(CloseConnection(code=code, reason=reason))
         if data and self._writing.acquire(blocking=False):
             try:
@@ -199,6 +201,11 @@ class SocketConnection:
                     self._sock.sendall(chunk)
                 except OSError:
                     # A timeout too: the client took nothing for ``stall_seconds``.
+                    self.abort()
+                    return
+                except Exception:
+                    # Never a silent socket: its client would stay connected and miss everything.
+                    logger.exception("A websocket writer failed; closing the socket")
                     self.abort()
                     return
                 with self._lock:

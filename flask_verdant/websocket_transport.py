@@ -7,9 +7,10 @@ the rules live in the engine. What it adds is what a long-lived socket needs:
 
 - the token is checked before the upgrade, so a bad one gets a plain 401 JSON answer;
 - every frame that cannot be a message is answered without disturbing the library's other
-  connections: not JSON closes with 1003, a replica of another user with 1008, an oversize
-  message with 1009; a well-formed frame of the wrong shape is ignored and logged, because the
-  client would resend it after every reconnect;
+  connections: not JSON closes with 1003, a value the server could not keep (``validation``)
+  with 1007, a replica of another user with 1008, an oversize message with 1009; a well-formed
+  frame of the wrong shape is ignored and logged, because the client would resend it after
+  every reconnect;
 - sending never blocks the sender's library (``websocket_connection``).
 
 The upgrade itself: the WSGI servers we support hand over the client's socket in the environ
@@ -29,9 +30,7 @@ import contextlib
 import hashlib
 import logging
 import socket
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -44,7 +43,9 @@ from .http_transport import error_response, request_token
 from .hub import Member
 from .messages import parse_message
 from .server import SyncServer
+from .throttle import RefusalThrottle
 from .tokens import TokenInfo
+from .validation import InvalidValue
 from .websocket_connection import Refusal, SocketConnection
 
 if TYPE_CHECKING:
@@ -75,13 +76,11 @@ def _upgrade(throttle: RefusalThrottle) -> Response:
     headers = request.headers
     token = request_token(request)
     try:
-        sender = server.authenticate(token)
+        # Refusals are slowed down there, per token and per client address.
+        sender = server.authenticate(token, address=request.remote_addr)
         server.admit(sender.library_id)
     except VerdantError as error:
-        repeated = throttle.refused(token or "")
-        if repeated:
-            time.sleep(throttle.delay)
-        return error_response(error, quiet=repeated)
+        return error_response(error)
     key = headers.get("Sec-WebSocket-Key", "")
     if headers.get("Sec-WebSocket-Version") != "13" or len(_b64decode(key)) != 16:
         response = error_response(bad_request("Not a version 13 websocket handshake"))
@@ -197,15 +196,28 @@ def _handle_frame(
 def _refusal(server: SyncServer, sender: TokenInfo, member: Member, frame: str | bytes) -> Refusal:
     try:
         raw = json_codec.loads(frame)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        return CloseReason.INVALID_FRAME_PAYLOAD_DATA, "The message is nested too deeply"
+    except ValueError:
         return CloseReason.UNSUPPORTED_DATA, "Frames must hold one JSON message"
     try:
-        message = parse_message(raw)
+        message = parse_message(raw, server.settings.limits)
         server.process(sender, member, [message])
+    except InvalidValue as error:
+        return CloseReason.INVALID_FRAME_PAYLOAD_DATA, error.message
     except VerdantError as error:
         if error.code == ErrorCode.FORBIDDEN:
-            return CloseReason.POLICY_VIOLATION, "Replica belongs to another user"
-        logger.warning("Ignored a websocket frame from %s: %s", _who(sender), error.message)
+            return CloseReason.POLICY_VIOLATION, error.message
+        if error.code == ErrorCode.TOO_LARGE:
+            return CloseReason.MESSAGE_TOO_BIG, error.message
+        if error.http_status >= 500:  # storage full or busy: the client reconnects and resends
+            return CloseReason.TRY_AGAIN_LATER, error.message
+        logger.log(
+            logging.DEBUG if error.quiet else logging.WARNING,
+            "Ignored a websocket frame from %s: %s",
+            _who(sender),
+            error.message,
+        )
     except Exception:
         logger.exception("Websocket message from %s failed", _who(sender))
         return CloseReason.INTERNAL_ERROR, "Internal server error"
@@ -214,33 +226,3 @@ def _refusal(server: SyncServer, sender: TokenInfo, member: Member, frame: str |
 
 def _who(sender: TokenInfo) -> str:
     return f"user {sender.user_id!r} in library {sender.library_id!r}"
-
-
-class RefusalThrottle:
-    """Slows down clients that retry a refused token, or a refused frame, in a loop.
-
-    Store 3.x clients reconnect with no delay and never refresh a token (docs/protocol.md,
-    "Tokens"), so one expired token would cost hundreds of refused upgrades a second, for as
-    long as the tab stays open; a client whose replica belongs to another user (say, a second
-    user signed in on the same browser) would be closed just as often. The first refusal is
-    answered at once; a repeat of the same key within ``window`` seconds waits ``delay``
-    seconds first (a parked greenlet under gevent), about one attempt a second.
-    """
-
-    def __init__(self, delay: float = 1.0, window: float = 10.0, size: int = 4096) -> None:
-        self.delay = delay
-        self._window = window
-        self._size = size
-        self._lock = threading.Lock()
-        self._last: OrderedDict[str, float] = OrderedDict()
-
-    def refused(self, key: str) -> bool:
-        """Record a refusal; say whether the same key (a token, a user) was refused recently."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        now = time.monotonic()
-        with self._lock:
-            previous = self._last.pop(digest, None)
-            self._last[digest] = now
-            while len(self._last) > self._size:
-                self._last.popitem(last=False)
-        return previous is not None and now - previous < self._window

@@ -13,16 +13,22 @@ from flask_verdant.testing import VerdantTestClient
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    return create_app(
-        {
-            "VERDANT_DATABASE_FILE": str(tmp_path / "example.sqlite3"),
-            "FILES_DIRECTORY": str(tmp_path / "files"),
-        }
+    return create_app(instance_path=str(tmp_path / "instance"))
+
+
+def csrf_token(client: FlaskClient) -> str:
+    """What the app's forms carry: the token it keeps in the session."""
+    client.get("/")
+    with client.session_transaction() as session:
+        token: str = session["csrf_token"]
+    return token
+
+
+def sign_in(client: FlaskClient, name: str, library: str = "groceries", invite: str = "") -> str:
+    response = client.post(
+        "/sign-in",
+        data={"name": name, "list": library, "invite": invite, "csrf_token": csrf_token(client)},
     )
-
-
-def sign_in(client: FlaskClient, name: str, library: str = "groceries") -> str:
-    response = client.post("/sign-in", data={"name": name, "list": library})
     assert response.status_code == 302 and response.location == f"/l/{library}"
     with client.session_transaction() as session:
         user_id: str = session["user_id"]
@@ -44,6 +50,7 @@ def test_a_signed_in_user_gets_a_token_for_themselves_that_syncs(app: Flask) -> 
     client = app.test_client()
     user_id = sign_in(client, "  Ada   Lovelace ")
     assert user_id.startswith("Ada Lovelace#")
+    assert client.get("/l/groceries").status_code == 200  # the first to open it creates it
     token = client.get("/auth/groceries").get_json()["accessToken"]
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["lib"] == "groceries" and claims["sub"] == user_id
@@ -83,5 +90,5 @@ def test_peers_see_the_display_name_in_presence(app: Flask) -> None:
 def test_signing_out_ends_the_session(app: Flask) -> None:
     client = app.test_client()
     sign_in(client, "Ada")
-    assert client.post("/sign-out").status_code == 302
+    assert client.post("/sign-out", data={"csrf_token": csrf_token(client)}).status_code == 302
     assert client.get("/auth/groceries").status_code == 401

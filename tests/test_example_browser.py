@@ -31,6 +31,7 @@ def test_two_users_edit_the_same_list_live_and_after_a_reload(tmp_path: Path) ->
         {
             "FLASK_VERDANT_DATABASE_FILE": str(tmp_path / "verdant.sqlite3"),
             "FLASK_FILES_DIRECTORY": str(tmp_path / "files"),
+            "FLASK_LISTS_DATABASE": str(tmp_path / "lists.sqlite3"),
         },
     )
     try:

@@ -130,7 +130,7 @@ def test_presence_is_shared_and_a_departure_announced_once(redis_workers: Worker
     assert offline["userId"] == "alice"
     assert offline == receive_type(carol_socket, "presence-offline")
     assert set(sync_server(app2).library_presence("lib")) == {"bob", "carol"}
-    bob_socket.send({"type": "heartbeat", "replicaId": bob.replica_id, "timestamp": "t"})
+    bob_socket.send({"type": "heartbeat"})
     later = bob_socket.receive_until("heartbeat-response", 3)
     assert of_type(later, "presence-offline") == []
 
@@ -146,7 +146,7 @@ def test_eviction_in_one_process_closes_sockets_in_the_others(local_workers: Wor
         shell.extensions["verdant"].evict_library("lib")
     assert_closed(s)
     assert time.monotonic() - started < 1.5
-    other_library.send({"type": "heartbeat", "replicaId": "x", "timestamp": "t"})
+    other_library.send({"type": "heartbeat"})
     assert receive_type(other_library, "heartbeat-response")
     assert sync_server(app).library_presence("lib") == {}
 
@@ -157,7 +157,7 @@ def test_evicting_a_user_elsewhere_closes_only_their_sockets(local_workers: Work
     _, bob_socket = local_workers.join(app, address, "bob")
     sync_server(local_workers.app()).evict_user("lib", "alice")
     assert_closed(alice_socket)
-    bob_socket.send({"type": "heartbeat", "replicaId": "x", "timestamp": "t"})
+    bob_socket.send({"type": "heartbeat"})
     assert receive_type(bob_socket, "heartbeat-response")
 
 

@@ -15,6 +15,7 @@ SECRET = "token-cache-secret-that-is-long-enough-for-hs256"
 
 
 def token(user: str = "alice", **claims: object) -> str:
+    claims.setdefault("exp", int(time.time()) + 600)
     return jwt.encode({"sub": user, "lib": "lib", "url": "http://h/sync", **claims}, SECRET)
 
 

@@ -10,6 +10,7 @@ from flask_verdant import ErrorCode, ReplicaType, TokenProvider, VerdantError
 from flask_verdant.tokens import TokenVerifier
 
 SECRET = "token-test-secret-that-is-long-enough-for-hs256"
+LATER = int(time.time()) + 3600
 
 
 def issue(**overrides: object) -> str:
@@ -62,10 +63,10 @@ def test_expired_token_is_4012() -> None:
             {"sub": "a", "lib": "l", "url": "u", "type": 0}, "another-secret-long-enough-xyz!!"
         ),
         jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": 0}, key=None, algorithm="none"),
-        jwt.encode({"lib": "l", "url": "u", "type": 0}, SECRET),
-        jwt.encode({"sub": "a", "url": "u", "type": 0}, SECRET),
-        jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": 9}, SECRET),
-        jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": "admin"}, SECRET),
+        jwt.encode({"lib": "l", "url": "u", "type": 0, "exp": LATER}, SECRET),
+        jwt.encode({"sub": "a", "url": "u", "type": 0, "exp": LATER}, SECRET),
+        jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": 9, "exp": LATER}, SECRET),
+        jwt.encode({"sub": "a", "lib": "l", "url": "u", "type": "admin", "exp": LATER}, SECRET),
         "not-a-jwt",
     ],
     ids=["forged", "alg-none", "no-sub", "no-lib", "unknown-type", "text-type", "garbage"],

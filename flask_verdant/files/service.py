@@ -10,6 +10,7 @@ the library's presence.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import secrets
 import time
@@ -29,6 +30,10 @@ from .upload import open_upload
 logger = logging.getLogger("flask_verdant")
 
 _SWEEP_BATCH = 100
+# An upload still without metadata this long after it began was cut short by a crash.
+_ABANDONED_UPLOAD_SECONDS = 3600.0
+# Disk full, file too large for the file system, quota exceeded.
+_STORAGE_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file's bytes
 
 
@@ -89,17 +94,34 @@ class FileService:
             name=part.filename,
             type=part.content_type,
         )
+        # Recorded first: if the process dies after the bytes are in place but before the
+        # metadata is written, the sweep finds them through this row.
+        with self.database.write() as tx:
+            tx.begin_upload(info, self._now_ms())
         try:
             size = storage.put(part, info)
         except ValueError as exc:
+            self._end_upload(info)
             raise bad_request(str(exc)) from exc
+        except BaseException as exc:
+            # put removes what it wrote; deleting again covers a failure after the rename.
+            if self._delete_bytes(info):
+                self._end_upload(info)
+            if isinstance(exc, OSError) and exc.errno in _STORAGE_FULL:
+                raise VerdantError(
+                    ErrorCode.UNAVAILABLE, "The file storage is full; try again later"
+                ) from exc
+            raise
         stored = dataclasses.replace(info, size=size, uploaded_at_ms=self._now_ms())
         try:
             with self.database.write() as tx:
                 previous = tx.put_file(stored)
+                tx.end_upload(stored.upload_id)
             self.database.wait_durable()
         except BaseException:
-            self._delete_bytes(stored)
+            # If even this fails, the upload's row stays and the sweep deletes the bytes.
+            if self._delete_bytes(stored):
+                self._end_upload(stored)
             raise
         if previous is not None:
             self._delete_bytes(previous)
@@ -164,6 +186,7 @@ class FileService:
         storage = self.storage
         if isinstance(storage, StaleUploadCleaner):
             storage.remove_stale_uploads()
+        self._sweep_abandoned_uploads()
         due = self._now_ms() - int(self.delete_after_seconds * 1000)
         deleted = 0
         while True:
@@ -181,6 +204,24 @@ class FileService:
         if deleted:
             logger.info("File sweep deleted %d files", deleted)
         return deleted
+
+    def _sweep_abandoned_uploads(self) -> None:
+        """Delete the bytes of uploads whose process died before their metadata was written."""
+        started_before = self._now_ms() - int(_ABANDONED_UPLOAD_SECONDS * 1000)
+        with self.database.read() as tx:
+            abandoned = tx.abandoned_uploads(started_before, _SWEEP_BATCH)
+        for info in abandoned:
+            if self._delete_bytes(info):
+                self._end_upload(info)
+        if abandoned:
+            logger.warning("File sweep found %d abandoned uploads", len(abandoned))
+
+    def _end_upload(self, info: FileInfo) -> None:
+        try:
+            with self.database.write() as tx:
+                tx.end_upload(info.upload_id)
+        except Exception:  # the sweep retries: the row only means "check these bytes"
+            logger.exception("Could not record the end of upload %s", info.upload_id)
 
     def evict(self, library_id: str) -> int:
         """Delete every file of the library, bytes and metadata."""

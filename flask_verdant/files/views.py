@@ -67,7 +67,7 @@ def _json_errors(view: Callable[..., Response]) -> Callable[..., Response]:
 def _sender() -> TokenInfo:
     """The request's verified token, for a library this host owns."""
     server = current_app.extensions["verdant"]
-    sender: TokenInfo = server.authenticate(request_token(request))
+    sender: TokenInfo = server.authenticate(request_token(request), address=request.remote_addr)
     server.hosts.check(sender.library_id)
     return sender
 

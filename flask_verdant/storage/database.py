@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import json_codec
+from ..errors import ErrorCode, VerdantError
 from ..files.records import FileInfo
 from ..json_codec import RawJSON
 from ..tokens import ReplicaType
@@ -124,13 +125,20 @@ class Database:
     def _transaction(self, begin: str) -> Iterator[Transaction]:
         self.migrate()
         with self._pool.connection() as connection:
-            connection.execute(begin)
             try:
-                yield Transaction(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+                connection.execute(begin)
+                try:
+                    yield Transaction(connection)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT (disk full) may leave the transaction open, and the
+                    # connection goes back to the pool: it must not carry one.
+                    if connection.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _unavailable(exc) or exc from exc
 
     def reachable(self) -> bool:
         """Whether a transaction can be opened and the schema read now (for readiness checks)."""
@@ -268,6 +276,35 @@ class Transaction:
         """Forget a worker, and every worker that has not beaten since ``stale_before_ms``."""
         self._db.execute(
             "DELETE FROM workers WHERE id = ? OR beatAt < ?", (worker_id, stale_before_ms)
+        )
+
+    # replica ownership: permanent, eviction leaves it (schema migration 6)
+
+    def replica_owners(self, library_id: str, replica_ids: Iterable[str]) -> dict[str, str]:
+        """``replica id -> user id`` for those of ``replica_ids`` that are bound."""
+        owners: dict[str, str] = {}
+        for replica_id in replica_ids:
+            row = self._db.execute(
+                "SELECT userId FROM replica_owners WHERE libraryId = ? AND replicaId = ?",
+                (library_id, replica_id),
+            ).fetchone()
+            if row:
+                owners[replica_id] = row[0]
+        return owners
+
+    def count_user_replicas(self, library_id: str, user_id: str) -> int:
+        """How many replica ids are bound to the user in the library."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM replica_owners WHERE libraryId = ? AND userId = ?",
+            (library_id, user_id),
+        ).fetchone()
+        return int(row[0])
+
+    def bind_replicas(self, library_id: str, user_id: str, replica_ids: Iterable[str]) -> None:
+        """Bind unbound replica ids to ``user_id``; an existing binding is never changed."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO replica_owners (libraryId, replicaId, userId) VALUES (?, ?, ?)",
+            [(library_id, replica_id, user_id) for replica_id in replica_ids],
         )
 
     # replicas
@@ -646,6 +683,26 @@ class Transaction:
         )
         return cursor.rowcount == 1
 
+    def begin_upload(self, info: FileInfo, now_ms: int) -> None:
+        """Record an upload before its bytes are stored (schema migration 6)."""
+        self._db.execute(
+            """INSERT INTO file_uploads (uploadId, libraryId, fileId, name, startedAt)
+               VALUES (?, ?, ?, ?, ?)""",
+            (info.upload_id, info.library_id, info.file_id, info.name, now_ms),
+        )
+
+    def end_upload(self, upload_id: str) -> None:
+        self._db.execute("DELETE FROM file_uploads WHERE uploadId = ?", (upload_id,))
+
+    def abandoned_uploads(self, started_before_ms: int, limit: int) -> list[FileInfo]:
+        """Uploads begun before ``started_before_ms`` that never got their metadata."""
+        rows = self._db.execute(
+            """SELECT libraryId, fileId, uploadId, name FROM file_uploads
+               WHERE startedAt <= ? ORDER BY startedAt LIMIT ?""",
+            (started_before_ms, limit),
+        ).fetchall()
+        return [FileInfo(row[0], row[1], row[2], row[3], "") for row in rows]
+
     def delete_library_files(self, library_id: str) -> list[FileInfo]:
         """Remove every file row of the library; returns them so their bytes can go too."""
         rows = self._db.execute(
@@ -718,8 +775,9 @@ class Transaction:
                 if unknown:
                     raise ValueError(f"Unknown columns of {table}: {sorted(unknown)}")
                 names = [key, *row]
+                verb = "INSERT OR IGNORE" if table in _KEPT_ON_IMPORT else "INSERT"
                 self._db.execute(
-                    f"INSERT INTO {table} ({', '.join(names)}) "
+                    f"{verb} INTO {table} ({', '.join(names)}) "
                     f"VALUES ({', '.join('?' for _ in names)})",
                     (library_id, *row.values()),
                 )
@@ -733,10 +791,31 @@ _LIBRARY_TABLES = (
     ("baselines", "libraryId", "oid"),
     ("quarantine", "libraryId", "oid"),
     ("files", "libraryId", "fileId"),
+    ("replica_owners", "libraryId", "replicaId"),
 )
+# Rows that outlive eviction: an import keeps a binding already there (it is permanent).
+_KEPT_ON_IMPORT = {"replica_owners"}
 
 
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
+
+
+# Primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
+
+
+def _unavailable(error: sqlite3.OperationalError) -> VerdantError | None:
+    """A storage failure a client should retry later (503, close 1013), not a server bug."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    if code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return VerdantError(ErrorCode.UNAVAILABLE, "The database is busy; try again later")
+    if code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
+        return VerdantError(
+            ErrorCode.UNAVAILABLE, "The server's storage is full or failing; try again later"
+        )
+    return None
 
 
 def _file_values(info: FileInfo, *, pending_delete_at_ms: int | None) -> tuple[Any, ...]:

@@ -106,6 +106,30 @@ MIGRATIONS: list[list[str]] = [
             beatAt INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ],
+    # 6: which user each replica id belongs to, from the first time the server sees it. Peers
+    #    see replica ids, so eviction must not clear this, or anyone could claim an evicted id.
+    [
+        """CREATE TABLE replica_owners (
+            libraryId TEXT NOT NULL,
+            replicaId TEXT NOT NULL,
+            userId TEXT NOT NULL,
+            PRIMARY KEY (libraryId, replicaId)
+        ) WITHOUT ROWID""",
+        "INSERT INTO replica_owners SELECT libraryId, id, userId FROM replicas",
+        "CREATE INDEX replica_owners_by_user ON replica_owners (libraryId, userId)",
+    ],
+    # 7: uploads in progress, recorded before their bytes are stored and removed with the
+    #    metadata write, so bytes whose process died in between are found and deleted.
+    [
+        """CREATE TABLE file_uploads (
+            uploadId TEXT NOT NULL PRIMARY KEY,
+            libraryId TEXT NOT NULL,
+            fileId TEXT NOT NULL,
+            name TEXT NOT NULL,
+            startedAt INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX file_uploads_by_start ON file_uploads (startedAt)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -29,13 +29,15 @@ function step(name) {
   log.push(line);
 }
 
-async function signIn(name) {
+// The list's creator signs in at `/?list=...`; the others follow the invitation link the
+// creator's page shows (only members may open a list).
+async function signIn(name, url = `${base}/?list=${LIST}`) {
   const context = await browser.newContext({ viewport: { width: 480, height: 400 } });
   context.setDefaultTimeout(TIMEOUT);
   const page = await context.newPage();
   page.on('console', (m) => log.push(`[${name} console.${m.type()}] ${m.text()}`));
   page.on('pageerror', (error) => log.push(`[${name} pageerror] ${error.stack}`));
-  await page.goto(`${base}/?list=${LIST}`);
+  await page.goto(url);
   await page.fill('input[name=name]', name);
   await page.click('button');
   await page.waitForURL(`**/l/${LIST}`);
@@ -97,7 +99,8 @@ async function sideBySide(name) {
 let failed = false;
 try {
   const ada = await signIn('Ada');
-  const grace = await signIn('Grace');
+  const invitation = await ada.inputValue('#invitation');
+  const grace = await signIn('Grace', invitation);
   step('both signed in and live');
   await person(ada, 'Grace').waitFor();
   await person(grace, 'Ada').waitFor();
@@ -125,7 +128,7 @@ try {
   }
   step('after a reload both lists still hold both items, ticked as before');
 
-  const lin = await signIn('Lin'); // a fresh browser: everything comes from the server
+  const lin = await signIn('Lin', invitation); // a fresh browser: everything comes from the server
   await lin.locator('#items li.done', { hasText: 'Pears' }).waitFor();
   await item(lin, 'Oat milk').waitFor();
   await imageLoaded(lin, 'Pears');
