@@ -174,8 +174,11 @@ class SocketConnection:
 
     def _write_now(self, data: bytes) -> int:
         """Write without waiting: as much of ``data`` as the socket's buffer takes now."""
-        _, writable, _ = select.select([], [self._sock], [], 0)
-        if not writable:
+        # poll, not select: select() cannot take a descriptor past 1,023, and a worker holding
+        # thousands of sockets has many
+        poller = select.poll()
+        poller.register(self._sock, select.POLLOUT)
+        if not poller.poll(0):
             return 0
         try:
             if self._dontwait:
