@@ -104,6 +104,7 @@ def sync_view() -> Response:
             if wait:
                 connection.listen(wait, _disconnect_probe(request.environ))
         finally:
+            _receive_pending_broadcasts(server, sender.library_id)
             server.hub.unregister(sender.library_id, connection)
     except VerdantError as error:
         return error_response(error)
@@ -114,6 +115,20 @@ def sync_view() -> Response:
     if wait:
         response.headers["Preference-Applied"] = f"wait={wait}"
     return response
+
+
+def _receive_pending_broadcasts(server: SyncServer, library_id: str) -> None:
+    """Wait until what others committed while this request was registered reached it.
+
+    A commit's broadcasts leave after its fsync, outside the library's lock. The pull rules
+    count on a request's answer holding every broadcast of a commit made while it was
+    registered, so it stays registered until the deliveries of those commits are done: a turn
+    taken now comes after all of them.
+    """
+    with server.locks.hold(library_id):
+        turn = server.deliveries.take(library_id)
+    with turn:
+        pass
 
 
 def preferred_wait(prefer_headers: list[str], limit: float) -> int:
