@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from typing import Any
 
 from flask import Blueprint, Flask, current_app
@@ -56,6 +58,8 @@ class Verdant:
         file_storage = self._file_storage or app.config.get("VERDANT_FILE_STORAGE")
         server = SyncServer(settings, profiles, file_storage)
         app.extensions["verdant"] = server
+        # At exit (a gunicorn worker stopping included): transactions end, the WAL is folded in.
+        atexit.register(_close_at_exit, weakref.ref(server))
         app.before_request(server.files.sweeper.wake)
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
@@ -102,3 +106,9 @@ class Verdant:
 
     def get_library_presence(self, library_id: str) -> dict[str, Any]:
         return self._server().library_presence(library_id)
+
+
+def _close_at_exit(reference: weakref.ref[SyncServer]) -> None:
+    server = reference()
+    if server is not None:
+        server.close()

@@ -53,6 +53,15 @@ class Hub:
             connection.close()
         return len(connections)
 
+    def close_all(self) -> int:
+        """Close and forget every connection (the process is going away); returns how many."""
+        with self._lock:
+            libraries, self._libraries = self._libraries, {}
+        for connections in libraries.values():
+            for connection in connections:
+                connection.close()
+        return sum(map(len, libraries.values()))
+
     def publish(
         self, library_id: str, message: dict[str, Any], exclude: Connection | None = None
     ) -> None:

@@ -170,7 +170,12 @@ class SyncServer:
     def library_presence(self, library_id: str) -> dict[str, Any]:
         return self.presence.peers(library_id)
 
+    def going_away(self) -> None:
+        """The process is stopping: clients reconnect at once (websockets close with 1001)."""
+        self.hub.close_all()
+
     def close(self) -> None:
+        self.going_away()
         self.files.close()
         self.sweeper.stop()
         self.compactions.cancel()

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, current_app, request
 from wsproto.frame_protocol import CloseReason
 
-from . import json_codec
+from . import json_codec, shutdown
 from .errors import ErrorCode, VerdantError, bad_request
 from .http_transport import error_response, request_token
 from .messages import parse_message
@@ -156,11 +156,17 @@ def _session(
         queue_size=settings.websocket_queue_size,
         stall_seconds=settings.websocket_ping_seconds or 30.0,
     )
+    shutdown.watch(server)
     server.hub.register(sender.library_id, connection)
     try:
         connection.serve(lambda frame: _handle_frame(server, sender, connection, frame, throttle))
     except Exception:
         logger.exception("The websocket of %s failed", _who(sender))
+    except BaseException:
+        # The worker is ending its requests (gevent's GreenletExit after gunicorn's graceful
+        # timeout, as after --max-requests): the client should reconnect at once.
+        connection.close(CloseReason.GOING_AWAY, "Server restarting")
+        raise
     finally:
         server.hub.unregister(sender.library_id, connection)
         connection.abort()
