@@ -23,6 +23,9 @@ class Inbox:
     def send(self, payload: str) -> None:
         self.payloads.append(payload)
 
+    def close(self) -> None:
+        """The hub's ``Connection`` protocol: closing a websocket stands-in has nothing to do."""
+
     def offline(self) -> list[str]:
         return [p for p in self.payloads if '"presence-offline"' in p]
 
