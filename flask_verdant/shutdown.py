@@ -38,6 +38,7 @@ class Closable(Protocol):
 _servers: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _installed_in: int | None = None
+_stopping_in: int | None = None
 
 
 def watch(server: Closable) -> None:
@@ -69,7 +70,18 @@ def _chained(previous: Callable[[int, FrameType | None], Any]) -> Callable[..., 
     return handler
 
 
+def stopping() -> bool:
+    """Whether this process was told to stop: a socket opened now is closed at once (1001).
+
+    Until the worker closes its listening socket (about a second later under gunicorn), its
+    clients, reconnecting with no delay, would otherwise land on it again and stay there.
+    """
+    return _stopping_in == os.getpid()
+
+
 def _going_away() -> None:
+    global _stopping_in
+    _stopping_in = os.getpid()
     for server in list(_servers):
         try:
             server.going_away()

@@ -158,6 +158,8 @@ def _session(
     )
     shutdown.watch(server)
     server.hub.register(sender.library_id, connection)
+    if shutdown.stopping():
+        connection.close(CloseReason.GOING_AWAY, "Server restarting")
     try:
         connection.serve(lambda frame: _handle_frame(server, sender, connection, frame, throttle))
     except Exception:
