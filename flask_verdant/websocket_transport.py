@@ -124,9 +124,7 @@ class SessionResponse(Response):
         self._handshake = handshake
         self._throttle = throttle
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         status = "101 Switching Protocols"
         if "gunicorn.socket" in environ:
             start_response(status, self._handshake)(b"")
