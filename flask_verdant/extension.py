@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import atexit
+import dataclasses
 import weakref
 from typing import Any
 
