@@ -1,7 +1,8 @@
 """The app the benchmarks serve with gunicorn: flask-verdant at ``/sync`` plus an ``/auth`` route.
 
 Its routes match ``reference_server/host.mjs``, so the load generator drives both servers the same
-way. Configuration: ``VERDANT_DATABASE_FILE`` (required) and ``VERDANT_TOKEN_SECRET``.
+way. Configuration: ``VERDANT_DATABASE_FILE`` (required), ``VERDANT_TOKEN_SECRET`` and
+``VERDANT_DURABILITY``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ def create_app() -> Flask:
     database_file = os.environ["VERDANT_DATABASE_FILE"]
     secret = os.environ.get("VERDANT_TOKEN_SECRET", "interop-secret")
     app = Flask(__name__)
+    # "fsync" (the default): acknowledged means on disk, as in the official server.
+    app.config["VERDANT_DURABILITY"] = os.environ.get("VERDANT_DURABILITY", "fsync")
     Verdant(
         app,
         database_file=database_file,

@@ -1,8 +1,10 @@
 """What the runner measures: each step is one load generator workload with its options.
 
 A step runs on every storage it names: ``disk`` puts the databases in a temporary directory on the
-machine's disk (each server's own sqlite settings decide what a commit costs there), ``tmpfs`` in
-``/dev/shm``, where a commit costs no disk flush and the servers' CPU costs stand alone.
+machine's disk, where both servers make every acknowledged operation durable first (the official
+server with ``synchronous=FULL`` in every commit, flask-verdant with its group commit's fsync of
+the WAL, ``VERDANT_DURABILITY=fsync``), ``tmpfs`` in ``/dev/shm``, where a commit costs no disk
+flush and the servers' CPU costs stand alone.
 """
 
 from __future__ import annotations

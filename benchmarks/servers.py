@@ -88,6 +88,8 @@ def pinned(cpu: int | None) -> list[str]:
 def start(kind: str, database_file: Path, cpu: int | None, log: Path) -> RunningServer:
     port = _free_port()
     env = dict(os.environ, VERDANT_DATABASE_FILE=str(database_file), VERDANT_TOKEN_SECRET=SECRET)
+    # Equal promises: like the official server's, an acknowledged operation is on disk.
+    env["VERDANT_DURABILITY"] = "fsync"
     if kind == "official":
         argv = [*pinned(cpu), "node", "host.mjs"]
         env.update(PORT=str(port), HOST="127.0.0.1")

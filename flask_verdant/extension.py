@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import weakref
 from typing import Any
 
 from flask import Blueprint, Flask, current_app
@@ -69,6 +71,8 @@ class Verdant:
         server = SyncServer(settings, profiles, file_storage)
         server.events.sender = app
         app.extensions["verdant"] = server
+        # At exit (a gunicorn worker stopping included): transactions end, the WAL is folded in.
+        atexit.register(_close_at_exit, weakref.ref(server))
         app.before_request(server.files.sweeper.wake)
         blueprint = Blueprint("verdant", __name__, url_prefix=settings.url_prefix)
         blueprint.add_url_rule("", "sync", sync_view, methods=["POST"], strict_slashes=False)
@@ -130,3 +134,9 @@ class Verdant:
         where its token's ``url`` claim says.
         """
         return self._server().hosts.sync_url_for(library_id)
+
+
+def _close_at_exit(reference: weakref.ref[SyncServer]) -> None:
+    server = reference()
+    if server is not None:
+        server.close()

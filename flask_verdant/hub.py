@@ -165,6 +165,15 @@ class Hub:
             member.connection.close()
         return len(closing)
 
+    def close_all(self) -> int:
+        """Close and forget every connection (the process is going away); returns how many."""
+        with self._lock:
+            libraries, self._libraries = self._libraries, {}
+        members = [member for found in libraries.values() for member in found.values()]
+        for member in members:
+            member.connection.close()
+        return len(members)
+
     def close_lasting(self) -> int:
         """Close this process's websockets (their clients reconnect and resync)."""
         closing = [m for library in self.libraries() for m in self.members(library) if m.lasting]

@@ -423,7 +423,12 @@ class SyncServer:
             checks["message_queue"] = self.broker.ready()
         return checks
 
+    def going_away(self) -> None:
+        """The process is stopping: clients reconnect at once (websockets close with 1001)."""
+        self.hub.close_all()
+
     def close(self) -> None:
+        self.going_away()
         self.coordinator.leave()
         self.coordination.stop()
         self.files.close()

@@ -5,8 +5,8 @@ of one user) is slowed at once, because store 3.x clients retry a refused token 
 loop with no delay (docs/protocol.md, "Tokens"); and each client address has a refusal budget,
 so that new tokens, or HTTP instead of websockets, do not get round it. A refusal beyond
 either waits ``delay`` seconds before it is answered (a parked greenlet under gevent): about
-one attempt a second for a looping client. Valid requests are never slowed, so users who share an address
-with a misbehaving client are not punished for it.
+one attempt a second for a looping client. Valid requests are never slowed, so users who
+share an address with a misbehaving client are not punished for it.
 """
 
 from __future__ import annotations

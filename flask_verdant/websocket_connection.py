@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
+import os
 import socket
 import ssl
 import threading
@@ -72,7 +72,7 @@ class SocketConnection:
         self._unwritten = 0  # bytes queued or being written by the writer
         self._writer = False
         self._closed = False
-        self._dontwait = not isinstance(sock, ssl.SSLSocket) and hasattr(socket, "MSG_DONTWAIT")
+        self._tls = isinstance(sock, ssl.SSLSocket)
 
     @property
     def unwritten_bytes(self) -> int:
@@ -173,17 +173,21 @@ class SocketConnection:
             _WRITERS.run(self._drain)
 
     def _write_now(self, data: bytes) -> int:
-        """Write without waiting: as much of ``data`` as the socket's buffer takes now."""
-        # poll, not select: select() cannot take a descriptor past 1,023, and a worker holding
-        # thousands of sockets has many
-        poller = select.poll()
-        poller.register(self._sock, select.POLLOUT)
-        if not poller.poll(0):
+        """Write without waiting: as much of ``data`` as the socket's buffer takes now.
+
+        No ``select`` (it fails for descriptors above 1023, and a busy worker has more), and no
+        ``socket.send`` on a descriptor in non-blocking mode: gevent's would wait when the
+        buffer is full. Such a descriptor (gevent's, or one with a timeout) takes a plain
+        ``os.write``; a blocking one a ``send`` with ``MSG_DONTWAIT``. A TLS socket must
+        encrypt, so everything it sends goes through the writer.
+        """
+        if self._tls:
             return 0
         try:
-            if self._dontwait:
-                return self._sock.send(data, socket.MSG_DONTWAIT)
-            return self._sock.send(data)
+            fd = self._sock.fileno()
+            if not os.get_blocking(fd):
+                return os.write(fd, data)
+            return self._sock.send(data, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return 0
 

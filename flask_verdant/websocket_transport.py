@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, current_app, request
 from wsproto.frame_protocol import CloseReason
 
-from . import json_codec
+from . import json_codec, shutdown
 from .errors import ErrorCode, VerdantError, bad_request
 from .http_transport import error_response, request_token
 from .hub import Member
@@ -157,11 +157,19 @@ def _session(
         queue_size=settings.websocket_queue_size,
         stall_seconds=settings.websocket_ping_seconds or 30.0,
     )
+    shutdown.watch(server)
     member = server.connect(sender, connection, lasting=True)
+    if shutdown.stopping():
+        connection.close(CloseReason.GOING_AWAY, "Server restarting")
     try:
         connection.serve(lambda frame: _handle_frame(server, sender, member, frame, throttle))
     except Exception:
         logger.exception("The websocket of %s failed", _who(sender))
+    except BaseException:
+        # The worker is ending its requests (gevent's GreenletExit after gunicorn's graceful
+        # timeout, as after --max-requests): the client should reconnect at once.
+        connection.close(CloseReason.GOING_AWAY, "Server restarting")
+        raise
     finally:
         connection.abort()
         server.disconnect(sender, member)

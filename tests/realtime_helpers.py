@@ -140,7 +140,15 @@ class ServerProcess:
     ``env`` is extra environment; the example app reads ``FLASK_VERDANT_*`` from it.
     """
 
-    def __init__(self, kind: str, workdir: Path, env: dict[str, str], *, preload: bool = False):
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        env: dict[str, str],
+        *,
+        preload: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.log_file = workdir / f"{kind}.log"
         self.port = free_port()
         app = "example_app:create_app()"
@@ -150,6 +158,7 @@ class ServerProcess:
                 *("-k", "gevent", "-w", "1", "--bind", f"127.0.0.1:{self.port}"),
                 *("--graceful-timeout", "2", "--access-logfile", "-", "--error-logfile", "-"),
                 *(["--preload"] if preload else []),
+                *extra_args,
                 app,
             ]
         else:

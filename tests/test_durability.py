@@ -192,3 +192,41 @@ def send_forever(s: Socket, replica: VerdantTestClient, sent: list[str]) -> None
             index += 1
     except (OSError, websocket.WebSocketException):
         return
+
+
+def test_an_http_answer_holds_what_others_committed_while_it_waited_for_its_fsync(
+    live: tuple[Flask, str],
+) -> None:
+    """The pull rules count on it: a commit made while a request is registered is in its answer."""
+    app, address = live
+    alice = VerdantTestClient(app, library_id="lib", user_id="alice")
+    bob = VerdantTestClient(app, library_id="lib", user_id="bob")
+    alice.sync()
+    bob.sync()
+    group_commit = sync_server(app).database.group_commit
+    assert group_commit is not None
+    held = HeldSync(sync_server(app).database)
+    answers: dict[str, list[dict[str, object]]] = {}
+
+    def push(name: str, replica: VerdantTestClient) -> None:
+        op = replica.operation(f"items/{name}:x", {"op": "set", "name": "n", "value": name})
+        response = requests.post(
+            f"http://{address}/sync",
+            json={"messages": [replica.op_message(op)]},
+            headers={"Authorization": f"Bearer {replica.token}"},
+            timeout=30,
+        )
+        answers[name] = response.json()["messages"]
+
+    first = threading.Thread(target=push, args=("alice", alice))
+    first.start()
+    assert held.started.wait(5)
+    committed = group_commit.commits
+    second = threading.Thread(target=push, args=("bob", bob))
+    second.start()
+    wait_for(lambda: group_commit.commits > committed)  # bob's commit waits for the next sync
+    held.release.set()
+    first.join(30)
+    second.join(30)
+    relayed = [m for m in answers["alice"] if m["type"] == "op-re"]
+    assert [m["replicaId"] for m in relayed] == [bob.replica_id]

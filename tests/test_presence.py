@@ -24,7 +24,7 @@ class Inbox:
         self.payloads.append(payload)
 
     def close(self) -> None:
-        """Nothing to end: the test reads what was sent."""
+        """The hub's ``Connection`` protocol: closing a websocket stands-in has nothing to do."""
 
     def offline(self) -> list[str]:
         return [p for p in self.payloads if '"presence-offline"' in p]

@@ -4,6 +4,8 @@ client that stops reading once its unwritten bytes pass the budget."""
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
 import time
@@ -170,3 +172,24 @@ def test_parked_threads_end_after_their_time() -> None:
     assert ran.wait(5)
     wait_for(lambda: len(reuse._parked) == 1)
     wait_for(lambda: len(reuse._parked) == 0)
+
+
+def test_sockets_above_descriptor_1023_write_too() -> None:
+    """A busy worker holds more than 1024 descriptors; ``select`` could not watch these."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200 <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    try:
+        server, client = socket.socketpair()
+        assert server.fileno() > 1023
+        ws = connection(server)
+        reader = Reader(client)
+        ws.send("far up")
+        wait_for(lambda: reader.messages == ["far up"])
+        server.close()
+        client.close()
+    finally:
+        for fd in padding:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,7 +66,10 @@ class Database:
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        # sqlite's own wait for a busy database sleeps the whole thread, which under gevent is
+        # the whole worker, including a greenlet of this process that holds the lock: so it
+        # waits only briefly, and ``_begin`` retries with sleeps that let other greenlets run.
+        connection.execute(f"PRAGMA busy_timeout = {min(_C_BUSY_MS, self._busy_timeout_ms)}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
@@ -76,7 +80,7 @@ class Database:
             if self._migrated:
                 return
             with self._pool.connection() as connection:
-                migrate(connection)
+                migrate(connection, lambda: self._begin(connection, "BEGIN IMMEDIATE"))
             self._migrated = True
 
     @contextmanager
@@ -126,7 +130,7 @@ class Database:
         self.migrate()
         with self._pool.connection() as connection:
             try:
-                connection.execute(begin)
+                self._begin(connection, begin)
                 try:
                     yield Transaction(connection)
                     connection.execute("COMMIT")
@@ -139,6 +143,21 @@ class Database:
                     raise
             except sqlite3.OperationalError as exc:
                 raise _unavailable(exc) or exc from exc
+
+    def _begin(self, connection: sqlite3.Connection, begin: str) -> None:
+        """Open a transaction, waiting (cooperatively) up to the busy timeout for the lock."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 0.001
+        while True:
+            try:
+                connection.execute(begin)
+                return
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", 0)
+                if code & 0xFF != _SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)  # a greenlet switch under gevent
+            pause = min(pause * 2, 0.05)
 
     def reachable(self) -> bool:
         """Whether a transaction can be opened and the schema read now (for readiness checks)."""
@@ -177,7 +196,17 @@ class Database:
             raise
 
     def close(self) -> None:
-        self._pool.close()
+        """Close once the transactions in flight are over, leaving the WAL copied into the
+        database file (a checkpoint syncs both), so a stopped server leaves one whole file."""
+        self._pool.close(last=_checkpoint)
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        # Another process may still be writing; it checkpoints when it stops.
+        return
 
 
 class Transaction:
@@ -799,6 +828,9 @@ _KEPT_ON_IMPORT = {"replica_owners"}
 
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
 
+
+# How long sqlite itself may block the thread waiting for a lock, in ms (see ``_connect``).
+_C_BUSY_MS = 20
 
 # Primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13

@@ -40,6 +40,7 @@ class GroupCommit:
         self._flushing = False
         self._flushed = threading.Event()
         self._wal_identity: tuple[int, int] | None = None
+        self._failure: OSError | None = None
         self.syncs = 0  # how many syncs ran: group commit shares them between commits
 
     @property
@@ -54,9 +55,14 @@ class GroupCommit:
             return self._committed
 
     def wait(self, ticket: int) -> None:
-        """Return once the commit with ``ticket`` is on disk; ``OSError`` if syncing failed."""
+        """Return once the commit with ``ticket`` is on disk; ``OSError`` if a sync failed."""
         while True:
             with self._lock:
+                if self._failure is not None:
+                    # After a failed fsync the kernel may have dropped the unwritten pages, so
+                    # a later fsync that succeeds proves nothing: refuse every acknowledgement
+                    # until the process restarts and sqlite recovers from what is on disk.
+                    raise OSError("an earlier fsync of the WAL failed") from self._failure
                 if self._durable >= ticket:
                     return
                 leading = not self._flushing
@@ -67,15 +73,18 @@ class GroupCommit:
             if not leading:
                 flushed.wait()
                 continue
-            synced = False
+            synced, failure = False, None
             try:
                 offload(self._sync_wal)
                 synced = True
+            except OSError as error:
+                failure = error
             finally:
-                # A failed sync makes nothing durable: the waiters retry and the next one leads.
+                # Also when the leader is interrupted (its greenlet killed): the next one leads.
                 with self._lock:
                     if synced:
                         self._durable = max(self._durable, target)
+                    self._failure = self._failure or failure
                     self._flushing = False
                     self._flushed = threading.Event()
                 flushed.set()

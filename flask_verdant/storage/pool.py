@@ -11,12 +11,16 @@ release, which showed as most of the time of the ownership check in the benchmar
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+logger = logging.getLogger("flask_verdant")
 
 
 class ConnectionPool:
@@ -69,10 +73,28 @@ class ConnectionPool:
         except queue.Empty:
             raise TimeoutError("No sqlite connection became free in time") from None
 
-    def close(self) -> None:
-        """Close every connection this process opened; later use opens new ones."""
+    def close(
+        self,
+        timeout: float = 10.0,
+        last: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Close every connection this process opened, each once its transaction is over.
+
+        Waits up to ``timeout`` seconds for connections in use; ``last`` runs on the last one
+        before it closes. Later use opens new ones.
+        """
         with self._lock:
-            if self._pid == os.getpid():
-                for connection in self._all:
-                    connection.close()
+            idle, opened, own = self._idle, self._all, self._pid == os.getpid()
             self._reset_for_process()
+        if not own:
+            return
+        deadline = time.monotonic() + timeout
+        for remaining in range(len(opened), 0, -1):
+            try:
+                connection = idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                logger.warning("Closed the database with %d connections still in use", remaining)
+                return
+            if remaining == 1 and last is not None:
+                last(connection)
+            connection.close()

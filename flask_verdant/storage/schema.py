@@ -7,6 +7,7 @@ transaction, so a crash mid-upgrade leaves the previous version intact.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 MIGRATIONS: list[list[str]] = [
     # 1: libraries with a persistent server-order counter and a monotonic global ack,
@@ -135,9 +136,16 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(connection: sqlite3.Connection) -> int:
-    """Bring the database to ``SCHEMA_VERSION``; refuse one written by a newer release."""
-    connection.execute("BEGIN IMMEDIATE")
+def migrate(connection: sqlite3.Connection, begin: Callable[[], None] | None = None) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; refuse one written by a newer release.
+
+    ``begin`` opens the write transaction (the database's own, which waits for a busy lock
+    cooperatively); by default a plain ``BEGIN IMMEDIATE``.
+    """
+    if begin is None:
+        connection.execute("BEGIN IMMEDIATE")
+    else:
+        begin()
     try:
         current = connection.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
