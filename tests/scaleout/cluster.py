@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -101,14 +103,45 @@ class Cluster(LiveServer):
             raise ValueError(f"{pid} is not a worker of this cluster")
         stopped: list[int] = []
         try:
-            for other in others:
-                os.kill(other, signal.SIGSTOP)
-                stopped.append(other)
+            # A worker stopped while it holds sqlite's write lock would keep it from the chosen
+            # one: stop them at a moment the lock is free (stopped, they cannot take it).
+            deadline = time.monotonic() + 30
+            while True:
+                for other in others:
+                    os.kill(other, signal.SIGSTOP)
+                    stopped.append(other)
+                if self._write_lock_free():
+                    break
+                self._continue(stopped)
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the database's write lock was never free")
+                time.sleep(0.02)
             yield
         finally:
-            for other in stopped:
-                with suppress(ProcessLookupError):
-                    os.kill(other, signal.SIGCONT)
+            self._continue(stopped)
+
+    @staticmethod
+    def _continue(stopped: list[int]) -> None:
+        while stopped:
+            with suppress(ProcessLookupError):
+                os.kill(stopped.pop(), signal.SIGCONT)
+
+    def _write_lock_free(self) -> bool:
+        """Whether a write transaction on the database could start now (no file yet: yes)."""
+        if not self.database_file.exists():
+            return True
+        try:
+            connection = sqlite3.connect(f"file:{self.database_file}?mode=rw", uri=True, timeout=0)
+        except sqlite3.OperationalError:
+            return True  # removed meanwhile
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            connection.close()
 
     def connections(self) -> dict[int, int]:
         """Established connections on the server's port, per worker pid."""
