@@ -7,6 +7,9 @@ reference's faults are fixed here: a document stops at its first operation that 
 folded, whatever the reason (12.10); a missing baseline starts as deleted, not ``{}`` (12.11);
 an operation that cannot be applied quarantines its document instead of crashing (12.3); and a
 pass is one transaction over a bounded batch, so a crash leaves history as it was (12.5).
+
+Store 3.x and 5.x clients fold a few patches differently; each operation is applied with the
+model of the client that wrote it (docs/protocol.md, "Store 5.x").
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from .jsvalue import UNDEFINED, JSValue, to_json_compatible
-from .patches import apply_patch
+from .patches import apply_patch, patch_model_named
 from .refs import is_file_ref
 from .storage import OperationRow, Transaction
 
@@ -72,7 +75,8 @@ def _fold_document(
     dropped_refs: list[JSValue] = []
     for operation in operations:
         try:
-            snapshot = apply_patch(snapshot, operation.data, dropped_refs)
+            model = patch_model_named(operation.patch_model)
+            snapshot = apply_patch(snapshot, operation.data, dropped_refs, model)
         except Exception as error:  # any failure of one document must not stop the others
             logger.error(
                 "Quarantined %s in library %s: operation %s cannot be applied: %r",

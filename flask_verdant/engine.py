@@ -35,6 +35,7 @@ from .messages import (
 )
 from .nonce import encode_nonce
 from .outbox import Broadcast, Envelope, Reply
+from .patches import COMMON_3
 from .presence import PresenceRegistry
 from .profiles import ProfileCache
 from .snapshots import FileDescriber, hydrate
@@ -44,6 +45,7 @@ from .tokens import ReplicaType, TokenInfo
 logger = logging.getLogger("flask_verdant")
 
 _GLOBAL_ACK_TYPES = (ReplicaType.REALTIME, ReplicaType.PUSH)
+_STORE5_NEWCOMERS_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class SyncEngine:
         self.profiles = profiles
         self.settings = settings
         self._clock = clock
+        # store 5.x replicas seen in presence before their first sync (insertion-ordered)
+        self._store5_newcomers: dict[tuple[str, str], None] = {}
 
     # intake
 
@@ -270,6 +274,10 @@ class SyncEngine:
         replica = tx.get_replica(sender.library_id, replica_id)
         if replica is None:
             created = tx.create_replica(sender.library_id, replica_id, sender.user_id, sender.type)
+            newcomer = (sender.library_id, replica_id)
+            if newcomer in self._store5_newcomers:
+                del self._store5_newcomers[newcomer]
+                tx.set_patch_model(sender.library_id, replica_id, COMMON_3)
             return created, "new"
         if replica.type != sender.type:
             tx.set_replica_type(sender.library_id, replica_id, sender.type)
@@ -330,6 +338,8 @@ class SyncEngine:
     def _handle_presence_update(
         self, sender: TokenInfo, m: PresenceUpdateMessage, now: float
     ) -> list[Envelope]:
+        if m.has_internal:
+            self._note_store5_replica(sender.library_id, m.replica_id)
         profile = self.profiles.get(sender.user_id)
         user_info = self.presence.update(
             sender.library_id, m.replica_id, sender.user_id, m.presence, profile, now
@@ -342,6 +352,22 @@ class SyncEngine:
                 include_sender=True,
             )
         ]
+
+    def _note_store5_replica(self, library_id: str, replica_id: str) -> None:
+        """Compaction must fold this replica's operations as store 5.x does (common 3).
+
+        A new client sends its presence right before its first sync, which creates the
+        replica: until then it waits in a small bounded set, consulted at creation.
+        """
+        with self.database.read() as tx:
+            replica = tx.get_replica(library_id, replica_id)
+        if replica is None:
+            self._store5_newcomers[(library_id, replica_id)] = None
+            while len(self._store5_newcomers) > _STORE5_NEWCOMERS_LIMIT:
+                del self._store5_newcomers[next(iter(self._store5_newcomers))]
+        elif replica.patch_model != COMMON_3:
+            with self.database.write() as tx:
+                tx.set_patch_model(library_id, replica_id, COMMON_3)
 
     def _refresh_presence(self, sender: TokenInfo, replica_id: str | None, now: float) -> None:
         if replica_id:

@@ -48,8 +48,13 @@ class HeartbeatMessage:
 
 @dataclass(frozen=True)
 class PresenceUpdateMessage:
+    """``internal`` (view id, last field edited) comes from store 5.x clients only; they always
+    send the key, which is how the server tells their replicas apart (docs/protocol.md)."""
+
     replica_id: str
     presence: Any
+    internal: Any = None
+    has_internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,10 @@ def parse_message(raw: object) -> ClientMessage:
         return HeartbeatMessage(replica_id=_optional_string(raw, "replicaId"))
     if kind == "presence-update":
         return PresenceUpdateMessage(
-            replica_id=_string(raw, "replicaId"), presence=raw.get("presence")
+            replica_id=_string(raw, "replicaId"),
+            presence=raw.get("presence"),
+            internal=raw.get("internal"),
+            has_internal="internal" in raw,
         )
     if kind == "sync-ack":
         return IgnoredMessage(replica_id=_optional_string(raw, "replicaId"))

@@ -22,7 +22,7 @@ from .schema import migrate
 
 _REPLICA_COLUMNS = (
     "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen, "
-    "lastSyncTimestamp, awaitingHistory"
+    "lastSyncTimestamp, awaitingHistory, patchModel"
 )
 
 
@@ -168,6 +168,15 @@ class Transaction:
         )
         return cursor.rowcount
 
+    def set_patch_model(self, library_id: str, replica_id: str, model: str) -> bool:
+        """Record the operation model the replica's client folds with; True if it changed."""
+        cursor = self._db.execute(
+            """UPDATE replicas SET patchModel = ?
+               WHERE libraryId = ? AND id = ? AND patchModel != ?""",
+            (model, library_id, replica_id, model),
+        )
+        return bool(cursor.rowcount)
+
     def touch_replica(self, library_id: str, replica_id: str, now_ms: int) -> None:
         self._db.execute(
             "UPDATE replicas SET lastSeen = ? WHERE libraryId = ? AND id = ?",
@@ -284,8 +293,9 @@ class Transaction:
 
     def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
         rows = self._db.execute(
-            """SELECT serverOrder, replicaId, oid, timestamp, data FROM operations
-               WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder""",
+            f"""SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, {_AUTHOR_MODEL}
+               FROM operations AS o
+               WHERE o.libraryId = ? AND o.serverOrder > ? ORDER BY o.serverOrder""",
             (library_id, server_order),
         ).fetchall()
         return list(map(OperationRow._make, rows))
@@ -321,7 +331,7 @@ class Transaction:
         by some replica (the hard stop: folding past that one would reorder history).
         """
         rows = self._db.execute(
-            """SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data
+            f"""SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, {_AUTHOR_MODEL}
                FROM operations AS o
                WHERE o.libraryId = ? AND o.timestamp < ? AND o.serverOrder <= ?
                  AND NOT EXISTS (
@@ -338,8 +348,9 @@ class Transaction:
 
     def operations_of(self, library_id: str, oid: str) -> list[OperationRow]:
         rows = self._db.execute(
-            """SELECT serverOrder, replicaId, oid, timestamp, data FROM operations
-               WHERE libraryId = ? AND oid = ? ORDER BY timestamp""",
+            f"""SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, {_AUTHOR_MODEL}
+               FROM operations AS o
+               WHERE o.libraryId = ? AND o.oid = ? ORDER BY o.timestamp""",
             (library_id, oid),
         ).fetchall()
         return list(map(OperationRow._make, rows))
@@ -515,6 +526,14 @@ class Transaction:
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
 
 
+# The operation model of the replica that wrote operation ``o``: a replica the server no longer
+# knows (evicted) is assumed to be a store 3.x client, the model that never drops a file ref
+# the other line would keep.
+_AUTHOR_MODEL = """COALESCE((SELECT r.patchModel FROM replicas AS r
+                            WHERE r.libraryId = o.libraryId AND r.id = o.replicaId),
+                           'common2')"""
+
+
 def _file_values(info: FileInfo, *, pending_delete_at_ms: int | None) -> tuple[Any, ...]:
     """A files row in ``_FILE_COLUMNS`` order."""
     return (
@@ -553,4 +572,5 @@ def _replica(row: tuple[Any, ...]) -> ReplicaRecord:
         last_seen_ms=row[6],
         last_sync_timestamp=row[7],
         awaiting_history=bool(row[8]),
+        patch_model=row[9],
     )

@@ -20,6 +20,7 @@ class ReplicaRecord:
     last_seen_ms: int | None
     last_sync_timestamp: str | None = None
     awaiting_history: bool = False
+    patch_model: str = "common2"
 
 
 class OperationRow(NamedTuple):
@@ -34,6 +35,7 @@ class OperationRow(NamedTuple):
     oid: str
     timestamp: str
     data_json: str
+    patch_model: str
 
     @property
     def data(self) -> Any:

@@ -83,6 +83,11 @@ MIGRATIONS: list[list[str]] = [
         """CREATE INDEX files_pending_delete ON files (pendingDeleteAt)
            WHERE pendingDeleteAt IS NOT NULL""",
     ],
+    # 5: which operation model a replica's client folds with ('common2' for store 3.x,
+    #    'common3' for store 5.x); compaction applies each operation as its author did.
+    [
+        "ALTER TABLE replicas ADD COLUMN patchModel TEXT NOT NULL DEFAULT 'common2'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
