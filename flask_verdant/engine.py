@@ -28,6 +28,7 @@ from .json_codec import RawJSON
 from .messages import (
     AckMessage,
     ClientMessage,
+    DisconnectingMessage,
     HeartbeatMessage,
     OpMessage,
     PresenceUpdateMessage,
@@ -101,6 +102,12 @@ class SyncEngine:
             return [Reply({"type": "heartbeat-response"})]
         if isinstance(message, PresenceUpdateMessage):
             return self._handle_presence_update(sender, message, now)
+        if isinstance(message, DisconnectingMessage):
+            # The replica leaves now, not when the socket's close is noticed.
+            departure = self.presence.remove(sender.library_id, message.replica_id)
+            if departure is None:
+                return []
+            return [Broadcast(departure.message(), include_sender=False)]
         with self.database.write() as tx:
             tx.ensure_library(sender.library_id)
             if isinstance(message, SyncMessage):
@@ -342,7 +349,7 @@ class SyncEngine:
             self._note_store5_replica(sender.library_id, m.replica_id)
         profile = self.profiles.get(sender.user_id)
         user_info = self.presence.update(
-            sender.library_id, m.replica_id, sender.user_id, m.presence, profile, now
+            sender.library_id, m.replica_id, sender.user_id, m.changes, profile, now
         )
         # lastSeen is not touched here: pull clients send presence before sync, and a touch
         # would make a truant replica look fresh right before its sync is judged.

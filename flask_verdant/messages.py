@@ -48,13 +48,31 @@ class HeartbeatMessage:
 
 @dataclass(frozen=True)
 class PresenceUpdateMessage:
-    """``internal`` (view id, last field edited) comes from store 5.x clients only; they always
-    send the key, which is how the server tells their replicas apart (docs/protocol.md)."""
+    """A replica's presence; store 5.x clients may leave ``presence`` out and add ``internal``.
+
+    ``changes`` holds the fields the message carries (``presence``, ``internal``): they are
+    merged over the replica's previous entry, the others keep their values. Store 5.x clients
+    always send ``internal``, which is how the server tells their replicas apart
+    (docs/protocol.md, "Store 5.x").
+    """
 
     replica_id: str
-    presence: Any
-    internal: Any = None
-    has_internal: bool = False
+    changes: dict[str, Any]
+
+    @property
+    def presence(self) -> Any:
+        return self.changes.get("presence")
+
+    @property
+    def has_internal(self) -> bool:
+        return "internal" in self.changes
+
+
+@dataclass(frozen=True)
+class DisconnectingMessage:
+    """Store 5.x says so before it closes its socket on purpose: its replica leaves at once."""
+
+    replica_id: str
 
 
 @dataclass(frozen=True)
@@ -65,8 +83,16 @@ class IgnoredMessage:
 
 
 ClientMessage = (
-    SyncMessage | OpMessage | AckMessage | HeartbeatMessage | PresenceUpdateMessage | IgnoredMessage
+    SyncMessage
+    | OpMessage
+    | AckMessage
+    | HeartbeatMessage
+    | PresenceUpdateMessage
+    | DisconnectingMessage
+    | IgnoredMessage
 )
+
+_PRESENCE_FIELDS = ("presence", "internal")
 
 
 def parse_message(raw: object) -> ClientMessage:
@@ -93,10 +119,10 @@ def parse_message(raw: object) -> ClientMessage:
     if kind == "presence-update":
         return PresenceUpdateMessage(
             replica_id=_string(raw, "replicaId"),
-            presence=raw.get("presence"),
-            internal=raw.get("internal"),
-            has_internal="internal" in raw,
+            changes={key: raw[key] for key in _PRESENCE_FIELDS if key in raw},
         )
+    if kind == "disconnecting":
+        return DisconnectingMessage(replica_id=_string(raw, "replicaId"))
     if kind == "sync-ack":
         return IgnoredMessage(replica_id=_optional_string(raw, "replicaId"))
     if not isinstance(kind, str):

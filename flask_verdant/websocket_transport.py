@@ -35,7 +35,7 @@ from wsproto.utilities import LocalProtocolError
 from . import json_codec
 from .errors import ErrorCode, VerdantError
 from .http_transport import error_response, request_token
-from .messages import parse_message
+from .messages import HeartbeatMessage, parse_message
 from .server import SyncServer
 from .settings import Settings
 from .threadreuse import ThreadReuse
@@ -121,6 +121,7 @@ def _serve(
     server: SyncServer, sender: TokenInfo, connection: SocketConnection, throttle: RefusalThrottle
 ) -> None:
     ws = connection.ws
+    speaker = _Speaker()
     while True:
         try:
             frame = ws.receive()
@@ -128,7 +129,7 @@ def _serve(
             if getattr(ws, "incoming_message_len", 0) > server.settings.max_message_bytes:
                 logger.warning("Closed the websocket of %s: frame too large", _who(sender))
             return
-        refusal = _handle_frame(server, sender, connection, frame)
+        refusal = _handle_frame(server, sender, connection, frame, speaker)
         if refusal is not None:
             code, reason = refusal
             # The client reconnects at once and will likely send the same thing again.
@@ -147,8 +148,19 @@ def _serve(
             return
 
 
+class _Speaker:
+    """The replica a socket last spoke for: store 5.x heartbeats name none, yet they show that
+    this replica is still connected (it must not turn truant)."""
+
+    replica_id: str | None = None
+
+
 def _handle_frame(
-    server: SyncServer, sender: TokenInfo, connection: SocketConnection, frame: str | bytes
+    server: SyncServer,
+    sender: TokenInfo,
+    connection: SocketConnection,
+    frame: str | bytes,
+    speaker: _Speaker,
 ) -> tuple[int, str] | None:
     """Process one frame; return the close code and reason if the socket must be closed."""
     try:
@@ -157,6 +169,10 @@ def _handle_frame(
         return CloseReason.UNSUPPORTED_DATA, "Frames must hold one JSON message"
     try:
         message = parse_message(raw)
+        if message.replica_id:
+            speaker.replica_id = message.replica_id
+        elif isinstance(message, HeartbeatMessage):
+            message = HeartbeatMessage(replica_id=speaker.replica_id)
         server.process(sender, connection, [message], owner=connection)
     except VerdantError as error:
         if error.code == ErrorCode.FORBIDDEN:
