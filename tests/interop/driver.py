@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 HERE = Path(__file__).resolve().parent
 JS_DIR = HERE / "js"
 BUILD_DIR = JS_DIR / "build"
-STORE_VERSIONS = ("3.6.3", "3.2.1")
+STORE_VERSIONS = ("3.6.3", "3.2.1", "5.5.0")
 
 T = TypeVar("T")
 

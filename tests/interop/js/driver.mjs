@@ -6,13 +6,20 @@
 // can come back out of order; the id ties them together. Nothing else is written to stdout (the
 // store's console output is redirected to stderr by globals.mjs).
 //
-// The store import is resolved at bundle time: build.mjs aliases `verdant-store` to either
-// `@verdant-web/store` (3.6.x) or `store321` (3.2.1).
+// The store import is resolved at bundle time: build.mjs aliases `verdant-store` to
+// `@verdant-web/store` (3.6.x), `store321` (3.2.1) or store 5.5.0 (tests/store5).
 import './globals.mjs';
 import { IDBFactory } from 'fake-indexeddb';
 import { createInterface } from 'node:readline';
 import { WebSocket as NodeWebSocket } from 'ws';
-import { ClientDescriptor, createMigration, schema } from 'verdant-store';
+import * as verdant from 'verdant-store';
+
+const { createMigration, schema } = verdant;
+// Store 3.x opens clients through ClientDescriptor; 5.x constructs a Client directly. Looked up
+// by name, so that neither bundle refers to an export its store lacks.
+const ClientDescriptor = Reflect.get(verdant, 'ClientDescriptor');
+const Client = Reflect.get(verdant, 'Client');
+const IS_STORE5 = typeof ClientDescriptor !== 'function';
 
 const STORE_VERSION = globalThis.__VERDANT_STORE_VERSION__ ?? 'unknown';
 const START = Date.now();
@@ -195,6 +202,7 @@ function getClient(name) {
 }
 
 async function replicaIdOf(client) {
+  if (typeof client.getReplicaId === 'function') return client.getReplicaId();
   const fromPresence = client.sync?.presence?.self?.replicaId;
   if (fromPresence) return fromPresence;
   const meta = client.meta ?? client.context?.meta;
@@ -279,11 +287,10 @@ const commands = {
       throw new Error(`transport must be 'pull' or 'realtime', not ${JSON.stringify(transport)}`);
     }
     const deviceKey = device ?? name;
-    const descriptor = new ClientDescriptor({
+    const init = {
       schema: appSchema,
       migrations,
       namespace: 'interop',
-      indexedDb: deviceFactory(deviceKey),
       log: VERBOSE ? (...args) => console.error(`[${name}]`, ...args) : undefined,
       sync: {
         authEndpoint: authUrl,
@@ -294,8 +301,25 @@ const commands = {
         pullInterval,
         autoStart: false,
       },
-    });
-    const client = await descriptor.open();
+    };
+    let client;
+    if (IS_STORE5) {
+      // 5.x captures fetch and WebSocket when it loads, before the tracing ones above exist
+      client = new Client({
+        ...init,
+        oldSchemas: [],
+        environment: {
+          indexedDB: deviceFactory(deviceKey),
+          fetch: globalThis.fetch,
+          WebSocket: TracingWebSocket,
+        },
+      });
+    } else {
+      client = await new ClientDescriptor({
+        ...init,
+        indexedDb: deviceFactory(deviceKey),
+      }).open();
+    }
     const entry = { client, device: deviceKey, user, library, replicaId: null };
     clients.set(name, entry);
     entry.replicaId = await replicaIdOf(client);
