@@ -229,6 +229,19 @@ def partition(files: FileServer) -> Iterator[Partition]:
         proxy.close()
 
 
+def test_a_files_media_type_keeps_its_parameters(
+    files: FileServer, node_driver: NodeDriver
+) -> None:
+    alice = open_online(node_driver, files, "alice", "mime", "pull")
+    bob = open_online(node_driver, files, "bob", "mime", "pull")
+    attach(alice, "doc-1", "héllo".encode(), "note.txt", "text/plain;charset=utf-8")
+    got = remote_file(bob, "doc-1")
+    assert base64.b64decode(got["base64"]).decode() == "héllo"
+    assert got["type"] == "text/plain;charset=utf-8"
+    assert got["contentType"] == "text/plain;charset=utf-8"
+    assert files.info("mime", got["id"]).json()["type"] == "text/plain;charset=utf-8"
+
+
 @pytest.mark.parametrize("transport", ["pull", "realtime"])
 def test_a_file_attached_offline_is_uploaded_on_reconnect(
     files: FileServer, node_driver: NodeDriver, partition: Partition, transport: str
