@@ -72,11 +72,17 @@ def _fold_document(
 ) -> None:
     baseline = tx.get_baseline(library_id, oid)
     snapshot: JSValue = UNDEFINED if baseline is None else baseline.snapshot
+    # A private document stays private once folded: the key of its latest initialize, as
+    # store 5.x's own rebase keeps it.
+    key = None if baseline is None else baseline.authz
     dropped_refs: list[JSValue] = []
     for operation in operations:
         try:
             model = patch_model_named(operation.patch_model)
-            snapshot = apply_patch(snapshot, operation.data, dropped_refs, model)
+            data = operation.data
+            snapshot = apply_patch(snapshot, data, dropped_refs, model)
+            if isinstance(data, dict) and data.get("op") == "initialize":
+                key = operation.authz
         except Exception as error:  # any failure of one document must not stop the others
             logger.error(
                 "Quarantined %s in library %s: operation %s cannot be applied: %r",
@@ -92,7 +98,7 @@ def _fold_document(
     if stored is None:
         tx.delete_baseline(library_id, oid)
     else:
-        tx.replace_baseline(library_id, oid, stored, operations[-1].timestamp)
+        tx.replace_baseline(library_id, oid, stored, operations[-1].timestamp, key)
     tx.delete_operations(library_id, [operation.server_order for operation in operations])
     result.folded_operations += len(operations)
     result.documents.append(oid)

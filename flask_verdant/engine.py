@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import authz
 from .compaction import CompactionResult, compact
 from .errors import ErrorCode, VerdantError
 from .json_codec import RawJSON
@@ -153,11 +154,13 @@ class SyncEngine:
             # A replica told to drop its data must receive everything, not what follows a
             # stale acknowledgement (reference weakness 12.7).
             tx.reset_replica_acks(library_id, m.replica_id)
-            operations = tx.operations_json_after(library_id, 0)
-            baselines = tx.baselines_json_after(library_id, None)
+            operations = tx.operations_json_after(library_id, 0, sender.user_id)
+            baselines = tx.baselines_json_after(library_id, None, sender.user_id)
         else:
-            operations = tx.operations_json_after(library_id, replica.acked_server_order)
-            baselines = tx.baselines_json_after(library_id, changes_since)
+            operations = tx.operations_json_after(
+                library_id, replica.acked_server_order, sender.user_id
+            )
+            baselines = tx.baselines_json_after(library_id, changes_since, sender.user_id)
 
         acked_timestamp = m.timestamp
         if pull and not m.since_is_null and status == "existing" and replica.last_sync_timestamp:
@@ -170,10 +173,10 @@ class SyncEngine:
 
         envelopes: list[Envelope] = []
         if stores:
-            inserted = self._store_history(tx, library_id, m)
+            inserted = self._store_history(tx, sender, m)
             tx.advance_acked_logical_time(library_id, m.replica_id, acked_timestamp)
             if inserted:
-                envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+                envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         envelopes.append(
             self._sync_response(
                 tx, library_id, operations, baselines, overwrite, acked_timestamp, now
@@ -193,21 +196,23 @@ class SyncEngine:
     ) -> list[Envelope]:
         """Pull rule R2: take the full history a new pull replica sends after R1, merging it."""
         library_id = sender.library_id
-        operations = tx.operations_json_after(library_id, replica.acked_server_order)
-        baselines = tx.baselines_json_after(library_id, replica.acked_logical_time)
-        inserted = self._store_history(tx, library_id, m)
+        operations = tx.operations_json_after(
+            library_id, replica.acked_server_order, sender.user_id
+        )
+        baselines = tx.baselines_json_after(library_id, replica.acked_logical_time, sender.user_id)
+        inserted = self._store_history(tx, sender, m)
         tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
         tx.record_sync(library_id, m.replica_id, m.timestamp, False)
         envelopes: list[Envelope] = []
         if inserted:
-            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+            envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         envelopes.append(
             self._sync_response(tx, library_id, operations, baselines, False, m.timestamp, now)
         )
         return envelopes
 
     def _store_history(
-        self, tx: Transaction, library_id: str, m: SyncMessage
+        self, tx: Transaction, sender: TokenInfo, m: SyncMessage
     ) -> list[dict[str, Any]]:
         """Store a sync's operations and baselines as operations; return the new ones.
 
@@ -216,13 +221,18 @@ class SyncEngine:
         that timestamp would never receive it; stored as an ``initialize`` at its timestamp,
         every replica receives it through the operation history, in time order. Only baselines
         of documents nobody else has written are taken, so a stale copy never wins over others'
-        edits. Known operations are skipped (R7).
+        edits. Known operations are skipped (R7). A private document stays private: its
+        ``authz`` keys are stored, the originator placeholder as the sender.
         """
+        library_id = sender.library_id
+        authz.claim(m.operations, sender.user_id)
+        authz.claim(m.baselines, sender.user_id)
         adopted = [
             {
                 "oid": baseline["oid"],
                 "timestamp": baseline["timestamp"],
                 "data": {"op": "initialize", "value": baseline["snapshot"]},
+                **({"authz": baseline["authz"]} if "authz" in baseline else {}),
             }
             for baseline in m.baselines
             if baseline.get("snapshot") is not None
@@ -237,20 +247,33 @@ class SyncEngine:
         replica_id: str,
         operations: list[dict[str, Any]],
         now: float,
-    ) -> Broadcast:
-        """``op-re`` to the library's other connections: the operations that were new."""
-        return Broadcast(
-            _omit_none(
-                {
-                    "type": "op-re",
-                    "operations": operations,
-                    "baselines": [],
-                    "replicaId": replica_id,
-                    "globalAckTimestamp": self._global_ack(tx, library_id, now),
-                }
-            ),
-            include_sender=False,
-        )
+    ) -> list[Broadcast]:
+        """``op-re`` to the library's other connections: the operations that were new.
+
+        Operations of private documents go only to their user's connections, in an ``op-re``
+        of their own; the public ones to everyone.
+        """
+        audiences: dict[str | None, list[dict[str, Any]]] = {}
+        for operation in operations:
+            key = operation.get("authz")
+            audiences.setdefault(None if key is None else authz.check(key), []).append(operation)
+        global_ack = self._global_ack(tx, library_id, now)
+        return [
+            Broadcast(
+                _omit_none(
+                    {
+                        "type": "op-re",
+                        "operations": relayed,
+                        "baselines": [],
+                        "replicaId": replica_id,
+                        "globalAckTimestamp": global_ack,
+                    }
+                ),
+                include_sender=False,
+                audience=audience,
+            )
+            for audience, relayed in audiences.items()
+        ]
 
     def _sync_response(
         self,
@@ -307,10 +330,11 @@ class SyncEngine:
             # (an eviction, possibly while this request was in flight). Storing the operations
             # would leave a fragment that blocks the library's restoration; ask for everything.
             return [Reply({"type": "need-since", "since": None})]
+        authz.claim(m.operations, sender.user_id)
         inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
         envelopes: list[Envelope] = []
         if inserted:
-            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+            envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         if pull:
             # Pull rules R3 and R4: a pull client would take a server-ack as proof that edits
             # it silently dropped were synced, and must not be counted past what R5 acknowledged.

@@ -98,7 +98,7 @@ def sync_view() -> Response:
         )
         messages = _read_messages(server.settings.max_message_bytes)
         connection = RequestConnection()
-        server.hub.register(sender.library_id, connection)
+        server.hub.register(sender.library_id, connection, sender.user_id)
         try:
             server.process(sender, connection, messages)
             if wait:

@@ -26,13 +26,16 @@ class Hub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._libraries: dict[str, list[Connection]] = {}
+        self._users: dict[Connection, str] = {}  # whose token each connection was opened with
 
-    def register(self, library_id: str, connection: Connection) -> None:
+    def register(self, library_id: str, connection: Connection, user_id: str) -> None:
         with self._lock:
             self._libraries.setdefault(library_id, []).append(connection)
+            self._users[connection] = user_id
 
     def unregister(self, library_id: str, connection: Connection) -> None:
         with self._lock:
+            self._users.pop(connection, None)
             connections = self._libraries.get(library_id)
             if connections is None:
                 return
@@ -54,19 +57,30 @@ class Hub:
         return len(connections)
 
     def publish(
-        self, library_id: str, message: dict[str, Any], exclude: Connection | None = None
+        self,
+        library_id: str,
+        message: dict[str, Any],
+        exclude: Connection | None = None,
+        audience: str | None = None,
     ) -> None:
+        """Send to the library's connections (only ``audience``'s, a user id, if given)."""
         payload = json_codec.dumps(message)
         for connection in self.connections(library_id):
-            if connection is not exclude:
-                connection.send(payload)
+            if connection is exclude:
+                continue
+            if audience is not None and self._users.get(connection) != audience:
+                continue
+            connection.send(payload)
 
     def deliver(self, library_id: str, sender: Connection, envelopes: list[Envelope]) -> None:
         """Hand a message's outcome to its sender and its library, in emission order."""
         for envelope in envelopes:
             if isinstance(envelope, Broadcast):
                 self.publish(
-                    library_id, envelope.message, None if envelope.include_sender else sender
+                    library_id,
+                    envelope.message,
+                    None if envelope.include_sender else sender,
+                    envelope.audience,
                 )
             else:
                 sender.send(json_codec.dumps(envelope.message))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import authz
 from .errors import bad_request
 from .nonce import decode_nonce
 
@@ -201,6 +202,11 @@ def _records(raw: JSONDict, key: str) -> list[JSONDict]:
             raise bad_request(f"{where} must be an object")
         _check_string(record, "oid", where)
         _check_string(record, "timestamp", where)
+        if record.get("authz") is not None:
+            try:
+                authz.check(record["authz"])
+            except authz.InvalidKey as error:
+                raise bad_request(f"{where}: {error}") from error
     return records
 
 

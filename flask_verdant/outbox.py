@@ -13,8 +13,11 @@ class Reply:
 
 @dataclass(frozen=True)
 class Broadcast:
+    """To the library's connections; with an ``audience`` (a user id), only to that user's."""
+
     message: dict[str, Any]
     include_sender: bool
+    audience: str | None = None
 
 
 Envelope = Reply | Broadcast

@@ -108,7 +108,7 @@ def _sync_socket(ws: Any, throttle: RefusalThrottle) -> None:
     connection = SocketConnection(
         ws, settings.websocket_queue_size, settings.websocket_ping_seconds or 30.0
     )
-    server.hub.register(sender.library_id, connection)
+    server.hub.register(sender.library_id, connection, sender.user_id)
     try:
         _serve(server, sender, connection, throttle)
     finally:

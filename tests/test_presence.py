@@ -83,7 +83,7 @@ def test_a_silent_pull_replica_is_announced_gone_once_after_its_keepalive(
 ) -> None:
     server = sync_server(quick_app)
     watcher = Inbox()
-    server.hub.register("lib", watcher)
+    server.hub.register("lib", watcher, "watcher")
     try:
         alice = VerdantTestClient(quick_app, library_id="lib", user_id="alice")
         alice.send(alice.presence_message({}), alice.sync_message())

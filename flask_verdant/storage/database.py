@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import json_codec
+from ..authz import key_for
 from ..files.records import FileInfo
 from ..json_codec import RawJSON
 from ..tokens import ReplicaType
@@ -250,8 +251,8 @@ class Transaction:
             oid, timestamp = operation["oid"], operation["timestamp"]
             cursor = self._db.execute(
                 """INSERT INTO operations
-                       (libraryId, serverOrder, oid, timestamp, replicaId, data)
-                   SELECT ?, ?, ?, ?, ?, ?
+                       (libraryId, serverOrder, oid, timestamp, replicaId, data, authz)
+                   SELECT ?, ?, ?, ?, ?, ?, ?
                    WHERE NOT EXISTS (
                        SELECT 1 FROM baselines
                        WHERE libraryId = ? AND oid = ? AND timestamp >= ?)
@@ -263,6 +264,7 @@ class Transaction:
                     timestamp,
                     replica_id,
                     json_codec.dumps(operation["data"]),
+                    operation.get("authz"),
                     library_id,
                     oid,
                     timestamp,
@@ -293,22 +295,28 @@ class Transaction:
 
     def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
         rows = self._db.execute(
-            f"""SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, {_AUTHOR_MODEL}
+            f"""SELECT {_OPERATION_ROW}
                FROM operations AS o
                WHERE o.libraryId = ? AND o.serverOrder > ? ORDER BY o.serverOrder""",
             (library_id, server_order),
         ).fetchall()
         return list(map(OperationRow._make, rows))
 
-    def operations_json_after(self, library_id: str, server_order: int) -> OperationsJSON:
-        """``operations_after`` as the array of ``{oid, timestamp, data}`` a sync answer holds."""
+    def operations_json_after(
+        self, library_id: str, server_order: int, reader: str
+    ) -> OperationsJSON:
+        """``operations_after`` as the array of ``{oid, timestamp, data, authz?}`` a sync answer
+        holds, with only what the user ``reader`` may read; the last server order counts every
+        operation, so that the reader's acknowledgement passes the others' private ones too."""
         array, last = self._db.execute(
-            """SELECT json_group_array(
-                          json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))),
+            f"""SELECT json_group_array(CASE WHEN authz IS NULL
+                          THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
+                          ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data),
+                                           'authz', authz) END) FILTER (WHERE {_READABLE}),
                       COALESCE(MAX(serverOrder), 0)
-               FROM (SELECT serverOrder, oid, timestamp, data FROM operations
+               FROM (SELECT serverOrder, oid, timestamp, data, authz FROM operations
                      WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder)""",
-            (library_id, server_order),
+            (key_for(reader), library_id, server_order),
         ).fetchone()
         return OperationsJSON(RawJSON(array), int(last))
 
@@ -331,7 +339,7 @@ class Transaction:
         by some replica (the hard stop: folding past that one would reorder history).
         """
         rows = self._db.execute(
-            f"""SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, {_AUTHOR_MODEL}
+            f"""SELECT {_OPERATION_ROW}
                FROM operations AS o
                WHERE o.libraryId = ? AND o.timestamp < ? AND o.serverOrder <= ?
                  AND NOT EXISTS (
@@ -348,7 +356,7 @@ class Transaction:
 
     def operations_of(self, library_id: str, oid: str) -> list[OperationRow]:
         rows = self._db.execute(
-            f"""SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, {_AUTHOR_MODEL}
+            f"""SELECT {_OPERATION_ROW}
                FROM operations AS o
                WHERE o.libraryId = ? AND o.oid = ? ORDER BY o.timestamp""",
             (library_id, oid),
@@ -377,36 +385,43 @@ class Transaction:
 
     # baselines
 
-    def baselines_json_after(self, library_id: str, timestamp: str | None) -> RawJSON:
-        """Baselines newer than ``timestamp`` (all if None) as the JSON array a sync answer holds.
-
-        ``{oid, snapshot, timestamp}`` in time order, built by sqlite (see ``OperationsJSON``).
+    def baselines_json_after(self, library_id: str, timestamp: str | None, reader: str) -> RawJSON:
+        """Baselines newer than ``timestamp`` (all if None) that the user ``reader`` may read,
+        as the JSON array a sync answer holds: ``{oid, snapshot, timestamp, authz?}`` in time
+        order, built by sqlite (see ``OperationsJSON``).
         """
         newer = "AND timestamp > ?" if timestamp else ""
         parameters = (library_id, timestamp) if timestamp else (library_id,)
         row = self._db.execute(
-            f"""SELECT json_group_array(json_object(
-                          'oid', oid, 'snapshot', json(snapshot), 'timestamp', timestamp))
-                FROM (SELECT oid, snapshot, timestamp FROM baselines
-                      WHERE libraryId = ? {newer} ORDER BY timestamp, oid)""",
-            parameters,
+            f"""SELECT json_group_array(CASE WHEN authz IS NULL
+                          THEN json_object('oid', oid, 'snapshot', json(snapshot),
+                                           'timestamp', timestamp)
+                          ELSE json_object('oid', oid, 'snapshot', json(snapshot),
+                                           'timestamp', timestamp, 'authz', authz) END)
+                FROM (SELECT oid, snapshot, timestamp, authz FROM baselines
+                      WHERE libraryId = ? {newer} AND {_READABLE}
+                      ORDER BY timestamp, oid)""",
+            (*parameters, key_for(reader)),
         ).fetchone()
         return RawJSON(row[0])
 
     def get_baseline(self, library_id: str, oid: str) -> BaselineRow | None:
         row = self._db.execute(
-            "SELECT oid, snapshot, timestamp FROM baselines WHERE libraryId = ? AND oid = ?",
+            """SELECT oid, snapshot, timestamp, authz FROM baselines
+               WHERE libraryId = ? AND oid = ?""",
             (library_id, oid),
         ).fetchone()
         if row is None:
             return None
         return BaselineRow._make(row)
 
-    def replace_baseline(self, library_id: str, oid: str, snapshot: Any, timestamp: str) -> None:
+    def replace_baseline(
+        self, library_id: str, oid: str, snapshot: Any, timestamp: str, authz: str | None = None
+    ) -> None:
         self._db.execute(
-            """INSERT OR REPLACE INTO baselines (libraryId, oid, snapshot, timestamp)
-               VALUES (?, ?, ?, ?)""",
-            (library_id, oid, json_codec.dumps(snapshot), timestamp),
+            """INSERT OR REPLACE INTO baselines (libraryId, oid, snapshot, timestamp, authz)
+               VALUES (?, ?, ?, ?, ?)""",
+            (library_id, oid, json_codec.dumps(snapshot), timestamp, authz),
         )
 
     def delete_baseline(self, library_id: str, oid: str) -> None:
@@ -526,12 +541,17 @@ class Transaction:
 _FILE_COLUMNS = "libraryId, fileId, uploadId, name, type, size, uploadedAt, pendingDeleteAt"
 
 
+# Who may read a row: everyone, or the one user whose canonical key (the parameter) it holds.
+_READABLE = "(authz IS NULL OR authz = ?)"
+
 # The operation model of the replica that wrote operation ``o``: a replica the server no longer
 # knows (evicted) is assumed to be a store 3.x client, the model that never drops a file ref
 # the other line would keep.
 _AUTHOR_MODEL = """COALESCE((SELECT r.patchModel FROM replicas AS r
                             WHERE r.libraryId = o.libraryId AND r.id = o.replicaId),
                            'common2')"""
+# The columns of an ``OperationRow``, from ``operations AS o``.
+_OPERATION_ROW = f"o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, o.authz, {_AUTHOR_MODEL}"
 
 
 def _file_values(info: FileInfo, *, pending_delete_at_ms: int | None) -> tuple[Any, ...]:

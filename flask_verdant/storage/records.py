@@ -35,6 +35,7 @@ class OperationRow(NamedTuple):
     oid: str
     timestamp: str
     data_json: str
+    authz: str | None
     patch_model: str
 
     @property
@@ -49,6 +50,7 @@ class BaselineRow(NamedTuple):
     oid: str
     snapshot_json: str | None
     timestamp: str
+    authz: str | None = None
 
     @property
     def snapshot(self) -> Any:

@@ -88,6 +88,12 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE replicas ADD COLUMN patchModel TEXT NOT NULL DEFAULT 'common2'",
     ],
+    # 6: store 5.x's private documents: the canonical authz key of an operation or baseline
+    #    (NULL: readable by every user of the library).
+    [
+        "ALTER TABLE operations ADD COLUMN authz TEXT",
+        "ALTER TABLE baselines ADD COLUMN authz TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
