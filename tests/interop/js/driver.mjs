@@ -281,6 +281,7 @@ const commands = {
     profile = {},
     automaticTransportSelection = false,
   }) {
+    // `null`: leave the option out, i.e. the store's default (true, for 5.x apps)
     if (!name) throw new Error('open: name is required');
     if (clients.has(name)) throw new Error(`a client named ${JSON.stringify(name)} is already open`);
     if (transport !== 'pull' && transport !== 'realtime') {
@@ -297,7 +298,7 @@ const commands = {
         initialPresence: presence,
         defaultProfile: profile,
         initialTransport: transport,
-        automaticTransportSelection,
+        ...(automaticTransportSelection === null ? {} : { automaticTransportSelection }),
         pullInterval,
         autoStart: false,
       },
@@ -365,10 +366,31 @@ const commands = {
     return names;
   },
 
-  async put({ name, doc }) {
+  // `private`: a document only its user may read (store 5.x access control)
+  async put({ name, doc, private: isPrivate = false }) {
     const { client } = getClient(name);
-    const entity = await client.items.put(doc);
+    if (isPrivate && !IS_STORE5) throw new Error('private documents need store 5.x');
+    const options = isPrivate ? { access: Reflect.get(verdant, 'authorization').private } : undefined;
+    const entity = await client.items.put(doc, options);
     return plain(entity.getSnapshot());
+  },
+
+  // list.set(index, value) on the list at `path` (store 5.x: a list-set patch).
+  async list_set({ name, id, path, index, value }) {
+    const { client } = getClient(name);
+    const entity = await getEntity(client, id);
+    resolveNode(entity, path).set(index, value);
+    return plain(entity.getSnapshot());
+  },
+
+  // Store 5.x view presence: this client's view, and the peers it sees in the same view.
+  async set_view({ name, viewId }) {
+    getClient(name).client.sync.presence.setViewId(viewId);
+    return null;
+  },
+
+  async view_peers({ name }) {
+    return plain(getClient(name).client.sync.presence.getViewPeers().map((peer) => peer.id));
   },
 
   async put_many({ name, docs }) {
