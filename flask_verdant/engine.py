@@ -40,6 +40,7 @@ from .outbox import Broadcast, Envelope, Reply
 from .patches import COMMON_3
 from .presence import PresenceRegistry
 from .profiles import ProfileCache
+from .refs import is_file_ref
 from .snapshots import FileDescriber, hydrate
 from .storage import Database, OperationsJSON, ReplicaRecord, Transaction
 from .tokens import ReplicaType, TokenInfo
@@ -238,7 +239,9 @@ class SyncEngine:
             if baseline.get("snapshot") is not None
             and tx.only_known_to(library_id, baseline["oid"], m.replica_id, baseline["timestamp"])
         ]
-        return tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
+        inserted = tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
+        tx.note_file_references(library_id, _file_references(inserted))
+        return inserted
 
     def _relay(
         self,
@@ -334,6 +337,7 @@ class SyncEngine:
         authz.claim(m.operations, sender.user_id)
         last_before = tx.last_server_order(library_id)
         inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
+        tx.note_file_references(library_id, _file_references(inserted))
         envelopes: list[Envelope] = []
         if inserted:
             envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
@@ -486,6 +490,27 @@ class SyncEngine:
     def evict_user(self, library_id: str, user_id: str) -> int:
         with self.database.write() as tx:
             return tx.delete_user_replicas(library_id, user_id)
+
+
+def _file_references(operations: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """``(fileId, authz)`` of each file ref the operations hold (inline in a patch's value or
+    values, or one level down in an initialized object or list)."""
+    references: list[tuple[str, str | None]] = []
+    for operation in operations:
+        data = operation["data"]
+        more = data.get("values")
+        values = [data.get("value"), *(more if isinstance(more, list) else [])]
+        for value in list(values):
+            if isinstance(value, dict) and not is_file_ref(value):
+                values.extend(value.values())
+            elif isinstance(value, list):
+                values.extend(value)
+        references.extend(
+            (value["id"], operation.get("authz"))
+            for value in values
+            if is_file_ref(value) and isinstance(value, dict) and isinstance(value.get("id"), str)
+        )
+    return references
 
 
 def _omit_none(message: dict[str, Any]) -> dict[str, Any]:

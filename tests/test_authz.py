@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from flask_verdant import authz
+from flask_verdant import LocalFileStorage, authz
 from flask_verdant.testing import VerdantTestClient, of_type
 
 from .realtime_helpers import Socket, serving, sync_server
@@ -163,3 +165,49 @@ def test_op_re_of_a_private_document_goes_only_to_its_owners_sockets(
         "items/open",
         "items/secret",
     ]
+
+
+def upload(app: Flask, client: VerdantTestClient, file_id: str) -> int:
+    response = app.test_client().post(
+        f"/sync/files/{file_id}",
+        headers={"Authorization": f"Bearer {client.token}"},
+        data={"file": (io.BytesIO(b"photo"), "photo.png", "image/png")},
+    )
+    return response.status_code
+
+
+def file_info(app: Flask, client: VerdantTestClient, file_id: str) -> int:
+    response = app.test_client().get(
+        f"/sync/files/{file_id}", headers={"Authorization": f"Bearer {client.token}"}
+    )
+    return response.status_code
+
+
+@pytest.fixture
+def files_app(make_app: Callable[..., Flask], tmp_path: Path) -> Flask:
+    return make_app(
+        {"VERDANT_FILE_SWEEP_INTERVAL": 0},
+        file_storage=LocalFileStorage(tmp_path / "files"),
+        disable_rebasing=True,
+    )
+
+
+def test_a_private_documents_file_is_its_users_alone(files_app: Flask) -> None:
+    alice, bob = replica(files_app, "alice"), replica(files_app, "bob")
+    photo = {"@@type": "file", "id": "photo-1"}
+    alice.sync(
+        operations=[private(alice, "items/secret", {"id": "secret", "photo": photo}, "alice")]
+    )
+    assert upload(files_app, alice, "photo-1") == 200
+    assert file_info(files_app, alice, "photo-1") == 200
+    assert file_info(files_app, bob, "photo-1") == 404
+
+
+def test_a_later_private_reference_cannot_take_a_public_file_over(files_app: Flask) -> None:
+    alice, bob = replica(files_app, "alice"), replica(files_app, "bob")
+    photo = {"@@type": "file", "id": "photo-1"}
+    alice.sync(operations=[public(alice, "items/open", {"id": "open", "photo": photo})])
+    assert upload(files_app, alice, "photo-1") == 200
+    bob.sync(operations=[private(bob, "items/mine:1", [photo], "bob")])
+    assert file_info(files_app, alice, "photo-1") == 200
+    assert file_info(files_app, replica(files_app, "carol"), "photo-1") == 200

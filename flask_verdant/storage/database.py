@@ -123,6 +123,7 @@ class Transaction:
             ("baselines", "libraryId"),
             ("quarantine", "libraryId"),
             ("replicas", "libraryId"),
+            ("fileAccess", "libraryId"),
             ("libraries", "id"),
         ):
             self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
@@ -527,6 +528,23 @@ class Transaction:
             (info.library_id, info.file_id, info.upload_id, due_ms),
         )
         return cursor.rowcount == 1
+
+    def note_file_references(
+        self, library_id: str, references: Iterable[tuple[str, str | None]]
+    ) -> None:
+        """Record ``(fileId, authz)`` for files no operation referenced before: the first
+        reference decides who may read a file, so a later one cannot take it over."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO fileAccess (libraryId, fileId, authz) VALUES (?, ?, ?)",
+            [(library_id, file_id, key) for file_id, key in references],
+        )
+
+    def may_read_file(self, library_id: str, file_id: str, reader: str) -> bool:
+        row = self._db.execute(
+            "SELECT authz FROM fileAccess WHERE libraryId = ? AND fileId = ?",
+            (library_id, file_id),
+        ).fetchone()
+        return row is None or row[0] is None or row[0] == key_for(reader)
 
     def delete_library_files(self, library_id: str) -> list[FileInfo]:
         """Remove every file row of the library; returns them so their bytes can go too."""

@@ -89,10 +89,17 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE replicas ADD COLUMN patchModel TEXT NOT NULL DEFAULT 'common2'",
     ],
     # 6: store 5.x's private documents: the canonical authz key of an operation or baseline
-    #    (NULL: readable by every user of the library).
+    #    (NULL: readable by every user of the library), and of the first operation that held
+    #    each file ref (a private document's files are its user's alone).
     [
         "ALTER TABLE operations ADD COLUMN authz TEXT",
         "ALTER TABLE baselines ADD COLUMN authz TEXT",
+        """CREATE TABLE fileAccess (
+            libraryId TEXT NOT NULL,
+            fileId TEXT NOT NULL,
+            authz TEXT,
+            PRIMARY KEY (libraryId, fileId)
+        ) WITHOUT ROWID""",
     ],
 ]
 
