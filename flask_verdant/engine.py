@@ -328,14 +328,12 @@ class SyncEngine:
         if not sender.type.can_write:
             return [Reply({"type": "forbidden"})]
         library_id = sender.library_id
-        replica = tx.get_replica(library_id, m.replica_id)
-        if replica is None:
+        if tx.get_replica(library_id, m.replica_id) is None:
             # Clients sync before they send operations, so the server has lost this replica
             # (an eviction, possibly while this request was in flight). Storing the operations
             # would leave a fragment that blocks the library's restoration; ask for everything.
             return [Reply({"type": "need-since", "since": None})]
         authz.claim(m.operations, sender.user_id)
-        last_before = tx.last_server_order(library_id)
         inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
         tx.note_file_references(library_id, _file_references(inserted))
         envelopes: list[Envelope] = []
@@ -346,10 +344,6 @@ class SyncEngine:
             # it silently dropped were synced, and must not be counted past what R5 acknowledged.
             return envelopes
         envelopes.append(Reply({"type": "server-ack", "timestamp": m.timestamp}))
-        if inserted and replica.acked_server_order >= last_before:
-            # It had everything before its own operations, which it is never sent back: it has
-            # everything now, and must not hold back their compaction (docs/protocol.md).
-            tx.advance_acked_server_order(library_id, m.replica_id, last_before + len(inserted))
         previous = tx.stored_global_ack(library_id)
         tx.advance_acked_logical_time(library_id, m.replica_id, m.operations[-1]["timestamp"])
         envelopes.extend(self._global_ack_changes(tx, library_id, previous, now))

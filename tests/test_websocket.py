@@ -279,24 +279,6 @@ def test_a_heartbeat_without_replica_id_keeps_the_sockets_replica_seen(
     assert last_seen() > before
 
 
-def test_an_up_to_date_writer_counts_as_having_its_own_operations(
-    harness: Harness, live: Live
-) -> None:
-    """They are never sent back to it, so its acknowledgements would never cover them, and
-    compaction would wait for its next edit by someone else."""
-    alice, bob = client(live, "alice"), client(live, "bob")
-    a = harness.connect(live, alice)
-    join(a, alice)
-    a.send(alice.op_message(alice.operation("items/a", {"op": "initialize", "value": {}})))
-    a.receive_until("server-ack")
-    bob.sync()  # over HTTP, as a pull client: acknowledged only by its next poll
-    bob.op(bob.operation("items/b", {"op": "initialize", "value": {}}))
-    info = sync_server(live[0]).library_info("lib")
-    acked = {r["userId"]: r["ackedServerOrder"] for r in info["replicas"]}
-    assert info["latestServerOrder"] == 2
-    assert acked == {"alice": 1, "bob": 0}
-
-
 # -- refused frames -----------------------------------------------------------------------------
 
 
