@@ -71,9 +71,18 @@ def unfolded(server: LiveServer, library: str) -> set[str]:
 def compacted(server: LiveServer, library: str, clients: list[Client], *docs: str) -> None:
     """Wait until the server has folded every operation of ``docs`` into baselines.
 
-    An operation is folded once every replica's clock has passed it, and a replica's clock
-    moves with its own writes: each client edits a document of its own now and then.
+    An operation is folded once every replica has acknowledged it and every replica's clock
+    has passed it. A websocket client acknowledges its own operations only through the answer
+    to its next sync (they are never sent back to it), so each client reconnects first; a
+    replica's clock moves with its own writes, so each edits a document of its own now and then.
     """
+    for client in clients:
+        if client.status()["mode"] != "realtime":
+            continue  # every poll's answer covers what the pull client sent
+        client.stop()
+        wait_until(lambda c=client: not c.is_connected, TIMEOUT, message=f"{client.name} stop")
+        client.start()
+        wait_until(lambda c=client: c.is_connected, TIMEOUT, message=f"{client.name} start")
 
     def folded() -> bool:
         for client in clients:
