@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from .conftest import LiveServer
 from .driver import Client, NodeDriver, wait_until
 from .test_consistency import server_snapshot
+from .test_files import FileServer, file_id_of, file_spec, files  # noqa: F401 (a fixture)
 from .test_pull_mode import make_doc, open_online
 from .test_realtime_mode import open_realtime, wait_converged
 
@@ -148,6 +150,35 @@ def test_a_private_document_is_seen_only_by_its_owner(
     for client in (bob, carol):
         assert client.get("secret-01") is None
         assert "secret" not in str(client.trace(limit=4000))
+
+
+def test_a_private_documents_file_reaches_only_its_owner(
+    files: FileServer,  # noqa: F811 (the fixture imported above)
+    drivers: dict[str, NodeDriver],
+) -> None:
+    library = "private-files"
+    driver = drivers[STORE5]
+    alice = open_in(driver, files.server, "alice", library, "pull")
+    bob = open_in(driver, files.server, "bob", library, "pull")
+    spec = file_spec(b"for alice only", "diary.txt", "text/plain")
+    driver.call("put_attachment", name="alice", id="doc-1", file=spec, private=True)
+    file_id = file_id_of(alice, "doc-1")
+
+    def info_for(user: str) -> int:
+        token = files.token(library, user)
+        response = requests.get(
+            f"{files.server.sync_url}/files/{file_id}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        return response.status_code
+
+    wait_until(lambda: info_for("alice") == 200, TIMEOUT, message="the upload did not arrive")
+    assert info_for("bob") == 404
+    bob.put(make_doc("after", 1))  # bob has synced past alice's private document
+    wait_until(lambda: alice.get("after-01") is not None, TIMEOUT, message="alice misses bob")
+    assert driver.call("attachment_file", name="bob", id="doc-1") is None
+    assert file_id not in str(bob.trace(limit=4000))
 
 
 def test_view_presence(live_server: LiveServer, drivers: dict[str, NodeDriver]) -> None:

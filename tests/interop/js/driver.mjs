@@ -454,9 +454,11 @@ const commands = {
   },
 
   // Files: `file` is {name, type, base64} (a File the client uploads) or null (removes it).
-  async put_attachment({ name, id, file }) {
+  async put_attachment({ name, id, file, private: isPrivate = false }) {
     const { client } = getClient(name);
-    const entity = await client.attachments.put({ id, file: toFile(file) });
+    if (isPrivate && !IS_STORE5) throw new Error('private documents need store 5.x');
+    const options = isPrivate ? { access: Reflect.get(verdant, 'authorization').private } : undefined;
+    const entity = await client.attachments.put({ id, file: toFile(file) }, options);
     return entity.get('id');
   },
 
