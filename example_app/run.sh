@@ -25,8 +25,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[deploy]'
-if [ ! -d node_modules ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+if [ ! -d example_app/node_modules ]; then
+  bash .ci/install-store5 example_app
 fi
 node example_app/frontend/build.mjs
 echo "Serving the example app on http://127.0.0.1:$port"

@@ -24,8 +24,8 @@ from .presence import PresenceRegistry, PresenceStore
 
 Orders = tuple[int, int]
 # library id, JSON text, id of the connection to skip (the sender) or None, the server orders of
-# an op-re (see ``hub.Hub.deliver``)
-Deliver = Callable[[str, str, "str | None", "Orders | None"], None]
+# an op-re, and the one user it is for or None (see ``hub.Hub.deliver``)
+Deliver = Callable[[str, str, "str | None", "Orders | None", "str | None"], None]
 # a library whose connections in this process may have missed broadcasts, or None for all
 Resync = Callable[["str | None"], None]
 
@@ -49,11 +49,17 @@ class Broker(Protocol):
         """
 
     def publish(
-        self, library_id: str, payload: str, exclude: str | None, orders: Orders | None = None
+        self,
+        library_id: str,
+        payload: str,
+        exclude: str | None,
+        orders: Orders | None = None,
+        audience: str | None = None,
     ) -> None:
         """Deliver a broadcast to every connection of the library, in every process.
 
-        ``orders``: the first and last server order an ``op-re`` carries."""
+        ``orders``: the first and last server order an ``op-re`` carries; ``audience``: the
+        one user whose connections may have it (a private document), or None for all."""
 
     def announce_events(self) -> None:
         """Tell the other processes that the database holds new administrative events."""
@@ -81,10 +87,15 @@ class LocalBroker:
         self._deliver = deliver
 
     def publish(
-        self, library_id: str, payload: str, exclude: str | None, orders: Orders | None = None
+        self,
+        library_id: str,
+        payload: str,
+        exclude: str | None,
+        orders: Orders | None = None,
+        audience: str | None = None,
     ) -> None:
         if self._deliver is not None:
-            self._deliver(library_id, payload, exclude, orders)
+            self._deliver(library_id, payload, exclude, orders, audience)
 
     def announce_events(self) -> None:
         """Nothing to wake: other processes poll the events table."""

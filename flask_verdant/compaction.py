@@ -9,6 +9,9 @@ reference's faults are fixed here: a document stops at its first operation that 
 folded, whatever the reason; a missing baseline starts as deleted, not ``{}``; an operation
 that cannot be applied quarantines its document instead of crashing; and a pass is one
 transaction over a bounded batch, so a crash leaves history as it was.
+
+Store 3.x and 5.x clients fold a few patches differently; each operation is applied with the
+model of the client that wrote it (docs/protocol.md, "Store 5.x").
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from .jsvalue import UNDEFINED, JSValue, to_json_compatible
-from .patches import apply_patch
+from .patches import apply_patch, patch_model_named
 from .refs import is_file_ref
 from .storage import OperationRow, Transaction
 
@@ -71,10 +74,17 @@ def _fold_document(
 ) -> None:
     baseline = tx.get_baseline(library_id, oid)
     snapshot: JSValue = UNDEFINED if baseline is None else baseline.snapshot
+    # A private document stays private once folded: the key of its latest initialize, as
+    # store 5.x's own rebase keeps it.
+    key = None if baseline is None else baseline.authz
     dropped_refs: list[JSValue] = []
     for operation in operations:
         try:
-            snapshot = apply_patch(snapshot, operation.data, dropped_refs)
+            model = patch_model_named(operation.patch_model)
+            data = operation.data
+            snapshot = apply_patch(snapshot, data, dropped_refs, model)
+            if isinstance(data, dict) and data.get("op") == "initialize":
+                key = operation.authz
         except Exception as error:  # any failure of one document must not stop the others
             logger.error(
                 "Quarantined %s in library %s: operation %s cannot be applied: %r",
@@ -90,7 +100,7 @@ def _fold_document(
     if stored is None:
         tx.delete_baseline(library_id, oid)
     else:
-        tx.replace_baseline(library_id, oid, stored, operations[-1].timestamp)
+        tx.replace_baseline(library_id, oid, stored, operations[-1].timestamp, key)
     tx.delete_operations(library_id, [operation.server_order for operation in operations])
     result.folded_operations += len(operations)
     result.documents.append(oid)

@@ -125,7 +125,8 @@ class Coordinator:
     def _beat(self, now: float) -> None:
         me = self._identity()
         host = socket.gethostname()
-        with self._database.write() as tx:
+        # Bookkeeping nobody is told about: a power loss may undo it (no fsync to wait for).
+        with self._database.write(durable=False) as tx:
             tx.beat_worker(me, host, os.getpid(), self._broker, _ms(now))
             tx.remove_worker("", _ms(now - 10 * self._beat_seconds))
             others = tx.other_workers(me, _ms(now - 3 * self._beat_seconds))
@@ -170,7 +171,7 @@ class Coordinator:
         if self._pid != os.getpid():
             return
         try:
-            with self._database.write() as tx:
+            with self._database.write(durable=False) as tx:
                 tx.remove_worker(self._identity())
         except Exception:
             logger.debug("Could not remove this worker's row", exc_info=True)

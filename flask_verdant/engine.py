@@ -23,12 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import authz
 from .compaction import CompactionResult, compact
 from .errors import ErrorCode, VerdantError
 from .json_codec import RawJSON
 from .messages import (
     AckMessage,
     ClientMessage,
+    DisconnectingMessage,
     HeartbeatMessage,
     OpMessage,
     PresenceUpdateMessage,
@@ -36,8 +38,10 @@ from .messages import (
 )
 from .nonce import encode_nonce
 from .outbox import Broadcast, Envelope, Reply
+from .patches import COMMON_3
 from .presence import PresenceStore
 from .profiles import ProfileCache
+from .refs import is_file_ref
 from .snapshots import FileDescriber, hydrate
 from .storage import Database, OperationsJSON, ReplicaRecord, Transaction
 from .tokens import ReplicaType, TokenInfo
@@ -45,6 +49,7 @@ from .tokens import ReplicaType, TokenInfo
 logger = logging.getLogger("flask_verdant")
 
 _GLOBAL_ACK_TYPES = (ReplicaType.REALTIME, ReplicaType.PUSH)
+_STORE5_NEWCOMERS_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class SyncEngine:
         self.profiles = profiles
         self.settings = settings
         self._clock = clock
+        # store 5.x replicas seen in presence before their first sync (insertion-ordered)
+        self._store5_newcomers: dict[tuple[str, str], None] = {}
 
     # intake
 
@@ -113,6 +120,12 @@ class SyncEngine:
             return [Reply({"type": "heartbeat-response"})]
         if isinstance(message, PresenceUpdateMessage):
             return self._handle_presence_update(sender, message, now)
+        if isinstance(message, DisconnectingMessage):
+            # The replica leaves now, not when the socket's close is noticed.
+            departure = self.presence.remove(sender.library_id, message.replica_id)
+            if departure is None or departure.announced:
+                return []
+            return [Broadcast(departure.message(), include_sender=False)]
         with self.database.write() as tx:
             tx.ensure_library(sender.library_id)
             if isinstance(message, SyncMessage):
@@ -158,11 +171,13 @@ class SyncEngine:
             # A replica told to drop its data must receive everything, not what follows a
             # stale acknowledgement (docs/protocol.md, "Differences from the official server").
             tx.reset_replica_acks(library_id, m.replica_id)
-            operations = tx.operations_json_after(library_id, 0)
-            baselines = tx.baselines_json_after(library_id, None)
+            operations = tx.operations_json_after(library_id, 0, sender.user_id)
+            baselines = tx.baselines_json_after(library_id, None, sender.user_id)
         else:
-            operations = tx.operations_json_after(library_id, replica.acked_server_order)
-            baselines = tx.baselines_json_after(library_id, changes_since)
+            operations = tx.operations_json_after(
+                library_id, replica.acked_server_order, sender.user_id
+            )
+            baselines = tx.baselines_json_after(library_id, changes_since, sender.user_id)
 
         acked_timestamp = m.timestamp
         if pull and not m.since_is_null and status == "existing" and replica.last_sync_timestamp:
@@ -175,10 +190,10 @@ class SyncEngine:
 
         envelopes: list[Envelope] = []
         if stores:
-            inserted = self._store_history(tx, library_id, m)
+            inserted = self._store_history(tx, sender, m)
             tx.advance_acked_logical_time(library_id, m.replica_id, acked_timestamp)
             if inserted:
-                envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+                envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         envelopes.append(
             self._sync_response(
                 tx, library_id, operations, baselines, overwrite, acked_timestamp, now
@@ -198,21 +213,23 @@ class SyncEngine:
     ) -> list[Envelope]:
         """Pull rule R2: take the full history a new pull replica sends after R1, merging it."""
         library_id = sender.library_id
-        operations = tx.operations_json_after(library_id, replica.acked_server_order)
-        baselines = tx.baselines_json_after(library_id, replica.acked_logical_time)
-        inserted = self._store_history(tx, library_id, m)
+        operations = tx.operations_json_after(
+            library_id, replica.acked_server_order, sender.user_id
+        )
+        baselines = tx.baselines_json_after(library_id, replica.acked_logical_time, sender.user_id)
+        inserted = self._store_history(tx, sender, m)
         tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
         tx.record_sync(library_id, m.replica_id, m.timestamp, False)
         envelopes: list[Envelope] = []
         if inserted:
-            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+            envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         envelopes.append(
             self._sync_response(tx, library_id, operations, baselines, False, m.timestamp, now)
         )
         return envelopes
 
     def _store_history(
-        self, tx: Transaction, library_id: str, m: SyncMessage
+        self, tx: Transaction, sender: TokenInfo, m: SyncMessage
     ) -> list[dict[str, Any]]:
         """Store a sync's operations and baselines as operations; return the new ones.
 
@@ -221,19 +238,26 @@ class SyncEngine:
         that timestamp would never receive it; stored as an ``initialize`` at its timestamp,
         every replica receives it through the operation history, in time order. Only baselines
         of documents nobody else has written are taken, so a stale copy never wins over others'
-        edits. Known operations are skipped (R7).
+        edits. Known operations are skipped (R7). A private document stays private: its
+        ``authz`` keys are stored, the originator placeholder as the sender.
         """
+        library_id = sender.library_id
+        authz.claim(m.operations, sender.user_id)
+        authz.claim(m.baselines, sender.user_id)
         adopted = [
             {
                 "oid": baseline["oid"],
                 "timestamp": baseline["timestamp"],
                 "data": {"op": "initialize", "value": baseline["snapshot"]},
+                **({"authz": baseline["authz"]} if "authz" in baseline else {}),
             }
             for baseline in m.baselines
             if baseline.get("snapshot") is not None
             and tx.only_known_to(library_id, baseline["oid"], m.replica_id, baseline["timestamp"])
         ]
-        return tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
+        inserted = tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
+        tx.note_file_references(library_id, _file_references(inserted))
+        return inserted
 
     def _relay(
         self,
@@ -242,22 +266,38 @@ class SyncEngine:
         replica_id: str,
         operations: list[dict[str, Any]],
         now: float,
-    ) -> Broadcast:
-        """``op-re`` to the library's other connections: the operations that were new."""
+    ) -> list[Broadcast]:
+        """``op-re`` to the library's other connections: the operations that were new.
+
+        Operations of private documents go only to their user's connections, in an ``op-re``
+        of their own; the public ones to everyone.
+        """
+        audiences: dict[str | None, list[dict[str, Any]]] = {}
+        for operation in operations:
+            key = operation.get("authz")
+            audiences.setdefault(None if key is None else authz.check(key), []).append(operation)
+        global_ack = self._global_ack(tx, library_id, now)
         last = tx.last_server_order(library_id)
-        return Broadcast(
-            _omit_none(
-                {
-                    "type": "op-re",
-                    "operations": operations,
-                    "baselines": [],
-                    "replicaId": replica_id,
-                    "globalAckTimestamp": self._global_ack(tx, library_id, now),
-                }
-            ),
-            include_sender=False,
-            orders=(last - len(operations) + 1, last),
-        )
+        # Each op-re carries the server orders of the whole insert, so a connection outside
+        # one audience still counts them as seen (``hub.Hub.deliver``).
+        orders = (last - len(operations) + 1, last)
+        return [
+            Broadcast(
+                _omit_none(
+                    {
+                        "type": "op-re",
+                        "operations": relayed,
+                        "baselines": [],
+                        "replicaId": replica_id,
+                        "globalAckTimestamp": global_ack,
+                    }
+                ),
+                include_sender=False,
+                orders=orders,
+                audience=audience,
+            )
+            for audience, relayed in audiences.items()
+        ]
 
     def _sync_response(
         self,
@@ -288,6 +328,10 @@ class SyncEngine:
         replica = tx.get_replica(sender.library_id, replica_id)
         if replica is None:
             created = tx.create_replica(sender.library_id, replica_id, sender.user_id, sender.type)
+            newcomer = (sender.library_id, replica_id)
+            if newcomer in self._store5_newcomers:
+                del self._store5_newcomers[newcomer]
+                tx.set_patch_model(sender.library_id, replica_id, COMMON_3)
             return created, "new"
         if replica.type != sender.type:
             tx.set_replica_type(sender.library_id, replica_id, sender.type)
@@ -310,10 +354,12 @@ class SyncEngine:
             # (an eviction, possibly while this request was in flight). Storing the operations
             # would leave a fragment that blocks the library's restoration; ask for everything.
             return [Reply({"type": "need-since", "since": None})]
+        authz.claim(m.operations, sender.user_id)
         inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
+        tx.note_file_references(library_id, _file_references(inserted))
         envelopes: list[Envelope] = []
         if inserted:
-            envelopes.append(self._relay(tx, library_id, m.replica_id, inserted, now))
+            envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         if pull:
             # Pull rules R3 and R4: a pull client would take a server-ack as proof that edits
             # it silently dropped were synced, and must not be counted past what R5 acknowledged.
@@ -348,9 +394,11 @@ class SyncEngine:
     def _handle_presence_update(
         self, sender: TokenInfo, m: PresenceUpdateMessage, now: float
     ) -> list[Envelope]:
+        if m.has_internal:
+            self._note_store5_replica(sender.library_id, m.replica_id)
         profile = self.profiles.get(sender.user_id)
         user_info = self.presence.update(
-            sender.library_id, m.replica_id, sender.user_id, m.presence, profile, now
+            sender.library_id, m.replica_id, sender.user_id, m.changes, profile, now
         )
         # lastSeen is not touched here: pull clients send presence before sync, and a touch
         # would make a truant replica look fresh right before its sync is judged.
@@ -360,6 +408,22 @@ class SyncEngine:
                 include_sender=True,
             )
         ]
+
+    def _note_store5_replica(self, library_id: str, replica_id: str) -> None:
+        """Compaction must fold this replica's operations as store 5.x does (common 3).
+
+        A new client sends its presence right before its first sync, which creates the
+        replica: until then it waits in a small bounded set, consulted at creation.
+        """
+        with self.database.read() as tx:
+            replica = tx.get_replica(library_id, replica_id)
+        if replica is None:
+            self._store5_newcomers[(library_id, replica_id)] = None
+            while len(self._store5_newcomers) > _STORE5_NEWCOMERS_LIMIT:
+                del self._store5_newcomers[next(iter(self._store5_newcomers))]
+        elif replica.patch_model != COMMON_3:
+            with self.database.write() as tx:
+                tx.set_patch_model(library_id, replica_id, COMMON_3)
 
     def _refresh_presence(self, sender: TokenInfo, replica_id: str | None, now: float) -> None:
         if replica_id:
@@ -449,6 +513,27 @@ def _refuse_others(sender: TokenInfo, owners: dict[str, str]) -> None:
             raise VerdantError(
                 ErrorCode.FORBIDDEN, f"Replica {replica_id!r} belongs to another user"
             )
+
+
+def _file_references(operations: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """``(fileId, authz)`` of each file ref the operations hold (inline in a patch's value or
+    values, or one level down in an initialized object or list)."""
+    references: list[tuple[str, str | None]] = []
+    for operation in operations:
+        data = operation["data"]
+        more = data.get("values")
+        values = [data.get("value"), *(more if isinstance(more, list) else [])]
+        for value in list(values):
+            if isinstance(value, dict) and not is_file_ref(value):
+                values.extend(value.values())
+            elif isinstance(value, list):
+                values.extend(value)
+        references.extend(
+            (value["id"], operation.get("authz"))
+            for value in values
+            if is_file_ref(value) and isinstance(value, dict) and isinstance(value.get("id"), str)
+        )
+    return references
 
 
 def _omit_none(message: dict[str, Any]) -> dict[str, Any]:

@@ -128,13 +128,16 @@ class Hub:
         payload: str,
         exclude: str | None = None,
         orders: tuple[int, int] | None = None,
+        audience: str | None = None,
     ) -> None:
         """Hand a broadcast to this process's connections of the library, but ``exclude``.
 
         An ``op-re`` (``orders``: its first and last server order) that does not follow what a
         synced websocket's client holds means the client missed one (the message queue was
         away): it is not delivered and the connection is closed, so the client catches up
-        through ``sync`` instead of acknowledging past what it never got.
+        through ``sync`` instead of acknowledging past what it never got. A broadcast with an
+        ``audience`` (a user id: a private document) reaches only that user's connections, but
+        counts as seen by all: the others' ``sync`` would not show it either.
         """
         missed: list[Member] = []
         for member in self.members(library_id):
@@ -143,7 +146,7 @@ class Hub:
                     missed.append(member)
                     continue
                 member.saw(orders[1])  # the sender holds its own operations too
-            if member.id != exclude:
+            if member.id != exclude and audience in (None, member.user_id):
                 member.send(payload)
         for member in missed:
             self.unregister(member)

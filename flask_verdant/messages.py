@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import authz
 from .errors import bad_request
 from .nonce import decode_nonce
 from .validation import DEFAULT_LIMITS, Limits, check_id, check_value
@@ -50,8 +51,31 @@ class HeartbeatMessage:
 
 @dataclass(frozen=True)
 class PresenceUpdateMessage:
+    """A replica's presence; store 5.x clients may leave ``presence`` out and add ``internal``.
+
+    ``changes`` holds the fields the message carries (``presence``, ``internal``): they are
+    merged over the replica's previous entry, the others keep their values. Store 5.x clients
+    always send ``internal``, which is how the server tells their replicas apart
+    (docs/protocol.md, "Store 5.x").
+    """
+
     replica_id: str
-    presence: Any
+    changes: dict[str, Any]
+
+    @property
+    def presence(self) -> Any:
+        return self.changes.get("presence")
+
+    @property
+    def has_internal(self) -> bool:
+        return "internal" in self.changes
+
+
+@dataclass(frozen=True)
+class DisconnectingMessage:
+    """Store 5.x says so before it closes its socket on purpose: its replica leaves at once."""
+
+    replica_id: str
 
 
 @dataclass(frozen=True)
@@ -62,8 +86,16 @@ class IgnoredMessage:
 
 
 ClientMessage = (
-    SyncMessage | OpMessage | AckMessage | HeartbeatMessage | PresenceUpdateMessage | IgnoredMessage
+    SyncMessage
+    | OpMessage
+    | AckMessage
+    | HeartbeatMessage
+    | PresenceUpdateMessage
+    | DisconnectingMessage
+    | IgnoredMessage
 )
+
+_PRESENCE_FIELDS = ("presence", "internal")
 
 
 def parse_message(raw: object, limits: Limits = DEFAULT_LIMITS) -> ClientMessage:
@@ -112,8 +144,11 @@ def _parse(raw: JSONDict) -> ClientMessage:
         return HeartbeatMessage(replica_id=_optional_string(raw, "replicaId"))
     if kind == "presence-update":
         return PresenceUpdateMessage(
-            replica_id=_string(raw, "replicaId"), presence=raw.get("presence")
+            replica_id=_string(raw, "replicaId"),
+            changes={key: raw[key] for key in _PRESENCE_FIELDS if key in raw},
         )
+    if kind == "disconnecting":
+        return DisconnectingMessage(replica_id=_string(raw, "replicaId"))
     if kind == "sync-ack":
         return IgnoredMessage(replica_id=_optional_string(raw, "replicaId"))
     if not isinstance(kind, str):
@@ -186,6 +221,11 @@ def _records(raw: JSONDict, key: str) -> list[JSONDict]:
             raise bad_request(f"{where} must be an object")
         _check_string(record, "oid", where)
         _check_string(record, "timestamp", where)
+        if record.get("authz") is not None:
+            try:
+                authz.check(record["authz"])
+            except authz.InvalidKey as error:
+                raise bad_request(f"{where}: {error}") from error
     return records
 
 

@@ -14,11 +14,13 @@ class Reply:
 @dataclass(frozen=True)
 class Broadcast:
     """``orders``: the server orders an ``op-re`` carries, first and last, so that a connection
-    that missed one is noticed before its client acknowledges past it (``hub.Hub.deliver``)."""
+    that missed one is noticed before its client acknowledges past it (``hub.Hub.deliver``).
+    With an ``audience`` (a user id), only that user's connections get it."""
 
     message: dict[str, Any]
     include_sender: bool
     orders: tuple[int, int] | None = None
+    audience: str | None = None
 
 
 Envelope = Reply | Broadcast

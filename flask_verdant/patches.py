@@ -1,8 +1,12 @@
 """Applying Verdant operation patches to normalized snapshots (docs/protocol.md, "Patches").
 
-This reproduces ``applyPatch``/``applyOperations`` of ``@verdant-web/common``
-2.2.0 and 2.3.1, quirks included, because clients fold the same operations
-themselves and the server's compacted baselines must agree with them. Values
+This reproduces ``applyPatch``/``applyOperations`` of ``@verdant-web/common``,
+quirks included, because clients fold the same operations themselves and the
+server's compacted baselines must agree with them. Two models exist, because
+store 3.x clients (common 2.2.0 and 2.3.1) and store 5.x clients (common
+3.2.2) fold differently and may share a library: :data:`COMMON_2` and
+:data:`COMMON_3` differ only in ``list-set`` (unknown to common 2) and in how
+``list-remove`` finds a ref (docs/protocol.md, "Store 5.x"). Values
 use the model of :mod:`flask_verdant.jsvalue` (``UNDEFINED``, ``HOLE``,
 ``JSArray``); patch fields may hold any JSON, and are converted the way JS
 converts them (``"1"`` is a fine index, ``null`` is index 0).
@@ -15,7 +19,7 @@ property, and every ``initialize``/``delete``, returns a different object).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Literal
 
 from .jsvalue import (
     HOLE,
@@ -44,6 +48,8 @@ from .jsvalue import (
 from .refs import compare_refs, is_object_ref, is_ref
 
 __all__ = [
+    "COMMON_2",
+    "COMMON_3",
     "HOLE",
     "UNDEFINED",
     "InvalidListInsertError",
@@ -51,6 +57,8 @@ __all__ = [
     "JSRangeError",
     "JSTypeError",
     "PatchError",
+    "PatchModel",
+    "patch_model_named",
     "UnemulatedError",
     "UnsupportedOperationError",
     "apply_operations",
@@ -60,9 +68,20 @@ __all__ = [
 
 _PROTO: Final = "__proto__"
 
+PatchModel = Literal["common2", "common3"]
+COMMON_2: Final[PatchModel] = "common2"
+"""``@verdant-web/common`` 2.2.0 and 2.3.1, used by store 3.x clients."""
+COMMON_3: Final[PatchModel] = "common3"
+"""``@verdant-web/common`` 3.2.2, used by store 5.x clients."""
+
+
+def patch_model_named(name: str) -> PatchModel:
+    """The model a stored name stands for; anything unknown folds like store 3.x."""
+    return COMMON_3 if name == COMMON_3 else COMMON_2
+
 
 class UnsupportedOperationError(JSError):
-    """Unknown ``op`` (``list-set`` included, before common 2.3.2): JS ``Error``."""
+    """Unknown ``op`` (``list-set`` included, in the common 2 model): JS ``Error``."""
 
 
 class InvalidListInsertError(JSError):
@@ -213,10 +232,19 @@ def _read_id(item: JSValue) -> JSValue:
     return read_property(item, "id")
 
 
-def _find_removal(array: list[JSValue], value: JSValue, last: bool) -> int:
+def _find_removal(array: list[JSValue], value: JSValue, last: bool, model: PatchModel) -> int:
     """The index ``list-remove`` removes next, or -1."""
     positions: Iterable[int] = range(len(array) - 1, -1, -1) if last else range(len(array))
-    if is_object_ref(value):
+    if model == COMMON_3 and is_ref(value):
+        # any ref, compared by type and id; other items (holes, null) simply do not match
+        if not last:
+            _method(array, "findIndex")
+        for position in positions:
+            item = _unread(array[position])
+            if is_ref(item) and compare_refs(item, value):
+                return position
+        return -1
+    if model == COMMON_2 and is_object_ref(value):
         # findIndex / the custom findLastIndex visit holes as undefined.
         if not last:
             _method(array, "findIndex")
@@ -252,9 +280,12 @@ def clone_deep(value: JSValue) -> JSValue:
 
 
 def apply_patch(
-    base: JSValue, patch: JSValue, deleted_refs: list[JSValue] | None = None
+    base: JSValue,
+    patch: JSValue,
+    deleted_refs: list[JSValue] | None = None,
+    model: PatchModel = COMMON_2,
 ) -> JSValue:
-    """Apply one patch the way ``applyPatch`` does and return the new base.
+    """Apply one patch the way ``applyPatch`` of ``model`` does and return the new base.
 
     Refs that the patch overwrites or removes are appended to ``deleted_refs``
     when it is given. Raises a :class:`PatchError` subclass wherever JS throws
@@ -262,13 +293,15 @@ def apply_patch(
     have mutated it. A list op on a non-list is a silent no-op, as in JS.
     """
     try:
-        return _apply(base, patch, deleted_refs)
+        return _apply(base, patch, deleted_refs, model)
     except RecursionError:
         # V8 copes with far deeper nesting than Python's stack; refuse, don't crash
         raise UnemulatedError("value nested too deeply to apply in Python") from None
 
 
-def _apply(base: JSValue, patch: JSValue, deleted_refs: list[JSValue] | None) -> JSValue:
+def _apply(
+    base: JSValue, patch: JSValue, deleted_refs: list[JSValue] | None, model: PatchModel
+) -> JSValue:
     def check_ref(value: JSValue) -> None:
         if deleted_refs is not None and is_ref(value):
             deleted_refs.append(value)
@@ -300,11 +333,15 @@ def _apply(base: JSValue, patch: JSValue, deleted_refs: list[JSValue] | None) ->
         return UNDEFINED
     if op == "touch" and isinstance(op, str):
         return base
-    if not (isinstance(op, str) and op in _LIST_OPS):
+    if not (isinstance(op, str) and (op in _LIST_OPS or (op == "list-set" and model == COMMON_3))):
         raise UnsupportedOperationError(f"Unsupported patch operation: {to_string(op)}")
     if not isinstance(base, list):
         return base  # JS logs "Cannot apply list patch" and moves on
 
+    if op == "list-set":
+        key = to_property_key(_field(patch, "index"))
+        check_ref(read_property(base, key))
+        return _set_property(base, key, _field(patch, "value"))
     if op == "list-push":
         _method(base, "push")
         base.append(_field(patch, "value"))
@@ -319,7 +356,7 @@ def _apply(base: JSValue, patch: JSValue, deleted_refs: list[JSValue] | None) ->
         value, only = _field(patch, "value"), _field(patch, "only")
         last = isinstance(only, str) and only == "last"
         while True:
-            position = _find_removal(base, value, last)
+            position = _find_removal(base, value, last, model)
             if position != -1:
                 check_ref(_unread(base[position]))
                 _splice(base, position, 1, [])
@@ -374,7 +411,10 @@ _LIST_OPS: Final = frozenset(
 
 
 def apply_operations(
-    base: JSValue, operations: Iterable[JSValue], deleted_refs: list[JSValue] | None = None
+    base: JSValue,
+    operations: Iterable[JSValue],
+    deleted_refs: list[JSValue] | None = None,
+    model: PatchModel = COMMON_2,
 ) -> JSValue:
     """Fold :func:`apply_patch` over each operation's ``data``, in the order given.
 
@@ -383,5 +423,5 @@ def apply_operations(
     """
     current = base
     for operation in operations:
-        current = apply_patch(current, _field(operation, "data"), deleted_refs)
+        current = apply_patch(current, _field(operation, "data"), deleted_refs, model)
     return current

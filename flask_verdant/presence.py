@@ -14,7 +14,8 @@ once, often before the server notices that the old socket died.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -27,6 +28,8 @@ class _ReplicaPresence:
     updated_at: float
     expires_at: float
     owner: str | None = None
+    # store 5.x's own presence (view id, last field edited); 5.x clients read it on every peer
+    internal: Any = field(default_factory=dict)
 
     def expired(self, now: float) -> bool:
         return self.owner is None and self.expires_at <= now
@@ -37,6 +40,7 @@ class _ReplicaPresence:
             "presence": self.presence,
             "profile": self.profile,
             "replicaId": self.replica_id,
+            "internal": self.internal,
         }
 
 
@@ -72,10 +76,15 @@ class PresenceStore(Protocol):
         library_id: str,
         replica_id: str,
         user_id: str,
-        presence: Any,
+        changes: Mapping[str, Any],
         profile: Any,
         now: float,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Merge the fields a client sent (``presence``, ``internal``) into its replica's entry
+        and return the ``UserInfo`` to broadcast."""
+
+    def remove(self, library_id: str, replica_id: str) -> Departure | None:
+        """The replica leaves now (``disconnecting``)."""
 
     def refresh(self, library_id: str, replica_id: str, now: float) -> None: ...
 
@@ -107,16 +116,29 @@ class PresenceRegistry:
         library_id: str,
         replica_id: str,
         user_id: str,
-        presence: Any,
+        changes: Mapping[str, Any],
         profile: Any,
         now: float,
     ) -> dict[str, Any]:
-        """Record a replica's presence and return the ``UserInfo`` to broadcast."""
-        entry = _ReplicaPresence(
-            user_id, replica_id, presence, profile, now, now + self.keepalive_seconds
-        )
+        """Record a replica's presence and return the ``UserInfo`` to broadcast.
+
+        ``changes`` holds the fields the client sent (``presence``, ``internal``); like the
+        ``Object.assign`` of store 5.x's server they replace the replica's previous values and
+        the fields left out keep theirs.
+        """
         with self._lock:
-            self._libraries.setdefault(library_id, {})[replica_id] = entry
+            replicas = self._libraries.setdefault(library_id, {})
+            previous = replicas.get(replica_id)
+            entry = _ReplicaPresence(
+                user_id,
+                replica_id,
+                changes.get("presence", previous.presence if previous else None),
+                profile,
+                now,
+                now + self.keepalive_seconds,
+                internal=changes.get("internal", previous.internal if previous else {}),
+            )
+            replicas[replica_id] = entry
         return entry.user_info()
 
     def refresh(self, library_id: str, replica_id: str, now: float) -> None:

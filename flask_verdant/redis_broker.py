@@ -91,19 +91,28 @@ class RedisBroker:
             logger.warning("Subscribing to the message queue takes long; serving anyway")
 
     def publish(
-        self, library_id: str, payload: str, exclude: str | None, orders: Orders | None = None
+        self,
+        library_id: str,
+        payload: str,
+        exclude: str | None,
+        orders: Orders | None = None,
+        audience: str | None = None,
     ) -> None:
         try:
-            self._redis.publish(self._channel, frame(library_id, payload, exclude, orders))
+            self._redis.publish(
+                self._channel, frame(library_id, payload, exclude, orders, audience)
+            )
             return
         except _ERRORS as error:
             self._lost(error)
         if self._deliver is not None:
-            self._deliver(library_id, payload, exclude, orders)
+            self._deliver(library_id, payload, exclude, orders, audience)
 
     def announce_events(self) -> None:
         try:
-            self._redis.publish(self._channel, json_codec.dumps([_EVENTS, "", None, None]) + "\n")
+            self._redis.publish(
+                self._channel, json_codec.dumps([_EVENTS, "", None, None, None]) + "\n"
+            )
         except _ERRORS as error:
             self._lost(error)
 
@@ -165,10 +174,9 @@ class RedisBroker:
         if kind != "message" or not isinstance(data, bytes):
             return
         header, _, payload = data.decode("utf-8", "surrogatepass").partition("\n")
-        what, library_id, exclude, orders = json_codec.loads(header)
-        if what == _DELIVER:
-            if self._deliver is not None:
-                self._deliver(library_id, payload, exclude, tuple(orders) if orders else None)
+        what, library_id, exclude, orders, audience = json_codec.loads(header)
+        if what == _DELIVER and self._deliver is not None:
+            self._deliver(library_id, payload, exclude, tuple(orders) if orders else None, audience)
         elif what == _EVENTS:
             self._events_pending()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -76,9 +76,19 @@ def _tolerant(default: Callable[[], T]) -> Callable[[Callable[..., T]], Callable
 _USER = "\u0000user\u0000"  # stands for the user id, which only the script knows
 
 
-def frame(library_id: str, payload: str, exclude: str | None = None, orders: Any = None) -> str:
+def frame(
+    library_id: str,
+    payload: str,
+    exclude: str | None = None,
+    orders: Any = None,
+    audience: str | None = None,
+) -> str:
     """A broadcast as the broker's channel carries it: a JSON header line, then the payload."""
-    return json_codec.dumps(["D", library_id, exclude, orders]) + "\n" + payload
+    return json_codec.dumps(["D", library_id, exclude, orders, audience]) + "\n" + payload
+
+
+def _no_departure() -> Departure | None:
+    return None
 
 
 def _no_departures() -> list[Departure]:
@@ -165,18 +175,28 @@ class RedisPresence:
         library_id: str,
         replica_id: str,
         user_id: str,
-        presence: Any,
+        changes: Mapping[str, Any],
         profile: Any,
         now: float,
     ) -> dict[str, Any]:
+        previous: dict[str, Any] = self._entry(library_id, replica_id)
         user_info = {
             "id": user_id,
-            "presence": presence,
+            "presence": changes.get("presence", previous.get("presence")),
             "profile": profile,
             "replicaId": replica_id,
+            "internal": changes.get("internal", previous.get("internal") or {}),
         }
         self._store(library_id, replica_id, user_info, now)
         return user_info
+
+    @_tolerant(dict)
+    def _entry(self, library_id: str, replica_id: str) -> dict[str, Any]:
+        """The replica's current entry, or {} (the fields an update leaves out keep these)."""
+        entry, _, _ = self._keys(library_id)
+        raw = self._redis.hget(entry, replica_id)
+        found: dict[str, Any] = json_codec.loads(_text(raw)) if raw is not None else {}
+        return found
 
     @_tolerant(lambda: None)
     def _store(
@@ -189,6 +209,11 @@ class RedisPresence:
         pipe.hset(owners, replica_id, "")
         pipe.zadd(self._expiry, {_member(library_id, replica_id): now + self.keepalive_seconds})
         pipe.execute()
+
+    @_tolerant(_no_departure)
+    def remove(self, library_id: str, replica_id: str) -> Departure | None:
+        departures = self._remove_all(library_id, [replica_id], "any", "")
+        return departures[0] if departures else None
 
     @_tolerant(lambda: None)
     def refresh(self, library_id: str, replica_id: str, now: float) -> None:

@@ -265,7 +265,9 @@ class SyncServer:
         for envelope in envelopes:
             payload = json_codec.dumps(envelope.message)
             if isinstance(envelope, Broadcast):
-                self.broker.publish(library_id, payload, member.id, envelope.orders)
+                self.broker.publish(
+                    library_id, payload, member.id, envelope.orders, envelope.audience
+                )
                 if envelope.include_sender:
                     replies.append(payload)
             else:

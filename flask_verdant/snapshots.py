@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .jsvalue import UNDEFINED, JSValue, PatchError, to_json_compatible
-from .patches import apply_patch
+from .patches import apply_patch, patch_model_named
 from .refs import is_file_ref, is_object_ref
 from .storage import Transaction
 
@@ -58,7 +58,9 @@ def current_snapshot(tx: Transaction, library_id: str, oid: str) -> JSValue:
     snapshot: JSValue = UNDEFINED if baseline is None else baseline.snapshot
     for operation in tx.operations_of(library_id, oid):
         try:
-            snapshot = apply_patch(snapshot, operation.data)
+            snapshot = apply_patch(
+                snapshot, operation.data, model=patch_model_named(operation.patch_model)
+            )
         except PatchError as error:
             logger.warning("Skipped operation %s of %s: %r", operation.timestamp, oid, error)
     return snapshot

@@ -41,7 +41,7 @@ from . import json_codec, shutdown
 from .errors import ErrorCode, VerdantError, bad_request
 from .http_transport import error_response, request_token
 from .hub import Member
-from .messages import parse_message
+from .messages import HeartbeatMessage, parse_message
 from .server import SyncServer
 from .throttle import RefusalThrottle
 from .tokens import TokenInfo
@@ -210,6 +210,10 @@ def _refusal(server: SyncServer, sender: TokenInfo, member: Member, frame: str |
         return CloseReason.UNSUPPORTED_DATA, "Frames must hold one JSON message"
     try:
         message = parse_message(raw, server.settings.limits)
+        if isinstance(message, HeartbeatMessage) and not message.replica_id:
+            # Store 5.x heartbeats name no replica, yet they show that the socket's replica is
+            # still connected (it must not turn truant).
+            message = HeartbeatMessage(replica_id=next(iter(member.replica_ids), None))
         server.process(sender, member, [message])
     except InvalidValue as error:
         return CloseReason.INVALID_FRAME_PAYLOAD_DATA, error.message

@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 
+from flask_verdant import Verdant
 from flask_verdant.server import SyncServer
 from flask_verdant.testing import VerdantTestClient, of_type
 
@@ -170,3 +172,71 @@ def test_cli_compact_reports_what_it_folded(make_app: Callable[..., Flask]) -> N
     result = app.test_cli_runner().invoke(args=["verdant", "compact", "lib"])
     assert result.exit_code == 0, result.output
     assert "Folded 1 operations of 1 documents in library lib" in result.output
+
+
+def store5(client: VerdantTestClient, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send as a store 5.x client does: its presence (always with ``internal``) first."""
+    presence = {**client.presence_message({}), "internal": {}}
+    return client.send(presence, *messages)
+
+
+def test_list_set_of_a_store5_client_is_folded_not_quarantined(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(disable_rebasing=True)
+    alice = VerdantTestClient(app, library_id="lib", user_id="alice")
+    bob = VerdantTestClient(app, library_id="lib", user_id="bob")
+    tags = {"@@type": "ref", "id": "items/a:1"}
+    store5(
+        alice,
+        alice.sync_message(
+            operations=[
+                init(alice, "items/a:1", ["x", "y"]),
+                init(alice, "items/a", {"id": "a", "tags": tags}),
+            ]
+        ),
+    )
+    bob.sync()
+    alice.op(alice.operation("items/a:1", {"op": "list-set", "index": 1, "value": "z"}))
+    with app.app_context():
+        assert Verdant().get_document_snapshot("lib", "items", "a") == {
+            "id": "a",
+            "tags": ["x", "z"],
+        }
+    catch_up(alice, bob, alice, bob)
+    result = server_of(app).compact("lib")
+    assert result.quarantined == [] and result.folded_operations == 3
+    with app.app_context():
+        snapshot = Verdant().get_document_snapshot("lib", "items", "a")
+    assert snapshot is not None and snapshot["tags"] == ["x", "z"]
+
+
+def remove_file_from_list(
+    make_app: Callable[..., Flask], send: Callable[..., list[dict[str, Any]]]
+) -> Any:
+    """``list-remove`` of a file ref, written by a replica whose messages go through ``send``."""
+    app = make_app(disable_rebasing=True)
+    alice = VerdantTestClient(app, library_id="lib", user_id="alice")
+    bob = VerdantTestClient(app, library_id="lib", user_id="bob")
+    photo = {"@@type": "file", "id": "photo-1"}
+    send(alice, alice.sync_message(operations=[init(alice, "items/a:1", [photo, 1])]))
+    bob.sync()
+    alice.op(alice.operation("items/a:1", {"op": "list-remove", "value": photo}))
+    catch_up(alice, bob, alice, bob)
+    assert server_of(app).compact("lib").folded_operations == 2
+    (response,) = of_type(
+        VerdantTestClient(app, library_id="lib", user_id="carol").sync(), "sync-resp"
+    )
+    return response["baselines"][0]["snapshot"]
+
+
+@pytest.mark.parametrize(
+    ("send", "folded"),
+    [(VerdantTestClient.send, [{"@@type": "file", "id": "photo-1"}, 1]), (store5, [1])],
+    ids=["store3", "store5"],
+)
+def test_each_operation_is_folded_as_its_author_folds_it(
+    make_app: Callable[..., Flask], send: Callable[..., list[dict[str, Any]]], folded: Any
+) -> None:
+    """Store 3.x clients never remove a file ref with list-remove; store 5.x clients do."""
+    assert remove_file_from_list(make_app, send) == folded

@@ -577,3 +577,19 @@ def test_document_snapshots_describe_files(files_app: Flask, client: FilesClient
     with files_app.app_context():  # no request, no SERVER_NAME: no URL can be built
         snapshot = Verdant().get_document_snapshot("lib", "attachments", "a")
     assert snapshot is not None and snapshot["file"]["url"] is None
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        "text/plain;charset=utf-8",
+        "text/plain; charset=UTF-8",
+        'text/markdown; charset="utf-8"; variant=GFM',
+        "application/vnd.api+json;profile=x",
+    ],
+)
+def test_media_type_parameters_round_trip(client: FilesClient, declared: str) -> None:
+    client.upload("f1", b"hi", "note.txt", declared)
+    info = client.info("f1").get_json()
+    assert info["type"] == declared
+    assert client.download(info["url"]).headers["Content-Type"] == declared

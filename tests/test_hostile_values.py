@@ -166,7 +166,7 @@ def test_a_bad_entry_that_got_in_anyway_does_not_break_others_answers(
     """The codec guarantee behind validation: encoding what the server holds cannot fail."""
     app, alice, bob = seeded
     sync_server(app).presence.update(
-        "lib", "ghost", "ghost", {"t": SURROGATE, "n": 10**400}, None, 0.0
+        "lib", "ghost", "ghost", {"presence": {"t": SURROGATE, "n": 10**400}}, None, 0.0
     )
     answer = bob.post({"messages": [bob.sync_message(since="x", resync_all=False)]})
     assert answer.status_code == 200

@@ -128,3 +128,14 @@ def test_the_sweeper_stops_when_nobody_is_present_and_restarts_on_demand(
         wait_for(lambda: server.library_presence("lib") == {}, timeout=3)
     finally:
         server.close()
+
+
+def test_updates_merge_over_the_replicas_entry_like_object_assign() -> None:
+    registry = PresenceRegistry(keepalive_seconds=30)
+    first = registry.update("lib", "r1", "alice", {"presence": {"x": 1}}, {"id": "alice"}, 0)
+    assert first["internal"] == {}  # store 3.x sends none; 5.x clients read it on every peer
+    registry.update("lib", "r1", "alice", {"internal": {"viewId": "v"}}, {"id": "alice"}, 1)
+    merged = registry.update("lib", "r1", "alice", {"presence": {"y": 2}}, {"id": "alice"}, 2)
+    assert merged["presence"] == {"y": 2}  # replaced whole, not merged deeply
+    assert merged["internal"] == {"viewId": "v"}
+    assert registry.peers("lib")["alice"] == merged

@@ -34,7 +34,7 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
 
 def with_entries(store: PresenceStore, *entries: tuple[str, str, str], now: float = 0) -> None:
     for library, replica, user in entries:
-        store.update(library, replica, user, {"at": replica}, {"id": user}, now)
+        store.update(library, replica, user, {"presence": {"at": replica}}, {"id": user}, now)
 
 
 def test_a_user_leaves_only_with_their_last_replica(make_store: MakeStore) -> None:
@@ -58,6 +58,7 @@ def test_expiry_is_per_library_and_reported_once(make_store: MakeStore) -> None:
         "presence": {"at": "r2"},
         "profile": {"id": "bob"},
         "replicaId": "r2",
+        "internal": {},
     }
 
 
@@ -116,7 +117,7 @@ def test_what_a_killed_worker_held_is_reaped_once_by_the_others(
     )
     with_entries(dead, ("lib", "r1", "alice"), ("lib", "r2", "bob"), now=0)
     dead.claim("lib", "r1", "dead:1", 0)
-    alive.update("lib", "r2", "bob", {}, {}, 0)
+    alive.update("lib", "r2", "bob", {"presence": {}}, {}, 0)
     alive.claim("lib", "r2", "alive:7", 0)
     assert dead.sweep(now=1) == []  # it beats, once, then is killed
     assert alive.sweep(now=3) == []  # not dead yet: it beat 2 s ago
@@ -145,7 +146,25 @@ def test_a_departure_is_published_by_the_script_that_removes_it(
     assert workers[0].release("lib", "a:1") == []
     message = listener.get_message(timeout=2)
     header, _, payload = message["data"].decode().partition("\n")
-    assert json.loads(header) == ["D", "lib", None, None]
+    assert json.loads(header) == ["D", "lib", None, None, None]
     assert json.loads(payload) == Departure("lib", "r1", "alice").message()
     assert listener.get_message(timeout=0.3) is None
     listener.close()
+
+
+def test_updates_merge_presence_and_internal_as_store_5_expects(make_store: MakeStore) -> None:
+    store = make_store("w")
+    store.update("lib", "r1", "alice", {"presence": {"a": 1}, "internal": {"viewId": "v"}}, {}, 0)
+    merged = store.update("lib", "r1", "alice", {"internal": {"viewId": "w"}}, {}, 1)
+    assert merged["presence"] == {"a": 1} and merged["internal"] == {"viewId": "w"}
+    assert store.peers("lib")["alice"]["internal"] == {"viewId": "w"}
+
+
+def test_a_disconnecting_replica_leaves_at_once(make_store: MakeStore) -> None:
+    store = make_store("w")
+    with_entries(store, ("lib", "r1", "alice"))
+    store.claim("lib", "r1", "w:1", 0)
+    departure = store.remove("lib", "r1")
+    assert departure is not None and (departure.library_id, departure.user_id) == ("lib", "alice")
+    assert store.remove("lib", "r1") is None
+    assert store.peers("lib") == {}

@@ -39,8 +39,8 @@ def test_operations_array_holds_every_operation_in_server_order(database: Databa
     with database.write() as tx:
         tx.ensure_library("l")
         tx.insert_operations("l", "r", operations)
-        after_two = tx.operations_json_after("l", 2)
-        everything = tx.operations_json_after("l", 0)
+        after_two = tx.operations_json_after("l", 2, "u")
+        everything = tx.operations_json_after("l", 0, "u")
     assert json.loads(json_codec.dumps({"ops": everything.array})) == {"ops": operations}
     assert everything.last_server_order == len(operations)
     assert json.loads(after_two.array.text) == operations[2:]
@@ -48,8 +48,8 @@ def test_operations_array_holds_every_operation_in_server_order(database: Databa
 
 def test_an_empty_history_is_an_empty_array_without_a_server_order(database: Database) -> None:
     with database.read() as tx:
-        nothing = tx.operations_json_after("l", 0)
-        no_baselines = tx.baselines_json_after("l", None)
+        nothing = tx.operations_json_after("l", 0, "u")
+        no_baselines = tx.baselines_json_after("l", None, "u")
     assert (nothing.array.text, nothing.last_server_order) == ("[]", 0)
     assert no_baselines.text == "[]"
 
@@ -62,8 +62,8 @@ def test_baselines_array_is_in_time_order_and_keeps_deleted_snapshots(
         tx.replace_baseline("l", "a", {"n": 1}, "t2")
         tx.replace_baseline("l", "c", {"n": 0}, "t1")
         tx._db.execute("UPDATE baselines SET snapshot = NULL WHERE oid = 'c'")
-        every = json.loads(tx.baselines_json_after("l", None).text)
-        newer = json.loads(tx.baselines_json_after("l", "t1").text)
+        every = json.loads(tx.baselines_json_after("l", None, "u").text)
+        newer = json.loads(tx.baselines_json_after("l", "t1", "u").text)
     assert every == [
         {"oid": "c", "snapshot": None, "timestamp": "t1"},
         {"oid": "a", "snapshot": {"n": 1}, "timestamp": "t2"},

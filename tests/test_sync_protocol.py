@@ -209,6 +209,7 @@ def test_presence_is_mirrored_and_listed_with_the_trusted_profile(
         "presence": {"cursor": 3},
         "profile": {"id": "alice", "name": "ALICE"},
         "replicaId": alice.replica_id,
+        "internal": {},
     }
     assert messages[1]["peerPresence"] == {"alice": changed["userInfo"]}
 

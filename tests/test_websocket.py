@@ -182,7 +182,91 @@ def test_presence_is_mirrored_and_listed_in_sync_responses(harness: Harness, liv
         "presence": {"cursor": 2},
         "profile": {"id": "bob"},
         "replicaId": bob.replica_id,
+        "internal": {},
     }
+
+
+# -- store 5.x ------------------------------------------------------------------------------------
+
+
+def store5_presence(replica: VerdantTestClient, **fields: Any) -> dict[str, Any]:
+    return {"type": "presence-update", "replicaId": replica.replica_id, **fields}
+
+
+def test_store5_internal_presence_is_kept_merged_and_returned(harness: Harness, live: Live) -> None:
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a = harness.connect(live, alice)
+    a.send(store5_presence(alice, presence={"cursor": 1}, internal={"viewId": "v1"}))
+    a.send(alice.sync_message())
+    a.receive_until("sync-resp")
+    b = harness.connect(live, bob)
+    peers = of_type(join(b, bob), "sync-resp")[0]["peerPresence"]
+    assert peers["alice"]["internal"] == {"viewId": "v1"}
+    # setViewId: only `internal`, which replaces the old one; the presence stays
+    a.send(store5_presence(alice, internal={"viewId": "v2", "lastFieldId": "f"}))
+    mirrored = next_presence_of(a, "alice")
+    assert mirrored["presence"] == {"cursor": 1}
+    assert mirrored["internal"] == {"viewId": "v2", "lastFieldId": "f"}
+    # a presence change keeps `internal`
+    a.send(store5_presence(alice, presence={"cursor": 2}, internal={"viewId": "v2"}))
+    a.send(store5_presence(alice, presence={"cursor": 3}))
+    assert next_presence_of(b, "alice")["internal"] == {"viewId": "v2", "lastFieldId": "f"}
+    assert next_presence_of(b, "alice")["presence"] == {"cursor": 2}
+    assert next_presence_of(b, "alice") == {
+        "id": "alice",
+        "presence": {"cursor": 3},
+        "profile": {"id": "alice"},
+        "replicaId": alice.replica_id,
+        "internal": {"viewId": "v2"},
+    }
+
+
+def next_presence_of(s: Socket, user: str) -> dict[str, Any]:
+    """The ``userInfo`` of the next ``presence-changed`` about ``user``."""
+    while True:
+        for message in of_type(s.receive_until("presence-changed"), "presence-changed"):
+            if message["userInfo"]["id"] == user:
+                info: dict[str, Any] = message["userInfo"]
+                return info
+
+
+def test_disconnecting_makes_the_replica_leave_at_once_quietly(
+    harness: Harness, live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a, b = harness.connect(live, alice), harness.connect(live, bob)
+    join(a, alice)
+    join(b, bob)
+    b.send({"type": "disconnecting", "replicaId": bob.replica_id, "reason": "closing"})
+    # bob's socket is still open: alice hears of it from the message itself
+    offline = [m for m in a.receive_until("presence-offline") if m["type"] == "presence-offline"]
+    assert offline == [{"type": "presence-offline", "replicaId": bob.replica_id, "userId": "bob"}]
+    assert "bob" not in sync_server(live[0]).presence.peers("lib")
+    b.close()
+    _no_offline_for(a, alice, 0.3)
+    assert "Ignored a websocket frame" not in caplog.text
+
+
+def test_a_heartbeat_without_replica_id_keeps_the_sockets_replica_seen(
+    harness: Harness, live: Live
+) -> None:
+    alice = client(live, "alice")
+    a = harness.connect(live, alice)
+    join(a, alice)
+
+    def last_seen() -> int:
+        with sync_server(live[0]).database.read() as tx:
+            replica = tx.get_replica("lib", alice.replica_id)
+        assert replica is not None and replica.last_seen_ms is not None
+        return replica.last_seen_ms
+
+    before = last_seen()
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:  # let the millisecond clock move on
+        pass
+    a.send({"type": "heartbeat"})
+    a.receive_until("heartbeat-response")
+    assert last_seen() > before
 
 
 # -- refused frames -----------------------------------------------------------------------------

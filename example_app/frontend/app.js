@@ -1,6 +1,6 @@
 // The list page: open this user's local copy of the library, sync it through flask-verdant,
 // and keep the page in step with it.
-import { ClientDescriptor } from '@verdant-web/store';
+import { authorization, Client } from '@verdant-web/store';
 import { renderItems, renderPeople } from './render.js';
 import { migrations, todoSchema } from './schema.js';
 
@@ -10,8 +10,9 @@ const people = document.getElementById('people');
 const status = document.getElementById('status');
 const form = document.getElementById('add');
 
-const client = await new ClientDescriptor({
+const client = new Client({
   schema: todoSchema,
+  oldSchemas: [],
   migrations,
   // one browser database per list and user: another user signing in here starts afresh
   namespace: `todos:${config.library}:${config.user.id}`,
@@ -22,7 +23,7 @@ const client = await new ClientDescriptor({
     initialTransport: 'realtime', // a websocket to the sync endpoint while the page is open
     automaticTransportSelection: false,
   },
-}).open();
+});
 
 const query = client.items.findAll();
 const watched = new Map(); // item id -> unsubscribe functions of the item and its image
@@ -71,8 +72,10 @@ form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const text = form.elements.text.value.trim();
   const image = form.elements.image.files[0] ?? null;
+  // a private item is stored with an access key: the server sends it to this user alone
+  const access = form.elements.private.checked ? authorization.private : undefined;
   if (!text) return;
-  await client.items.put({ text, image });
+  await client.items.put({ text, image }, { access });
   form.reset();
   attach.dataset.file = '';
 });

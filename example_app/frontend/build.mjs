@@ -1,5 +1,6 @@
-// Bundles the page's JavaScript (app.js and the real @verdant-web/store from node_modules) into
-// example_app/static/app.js, unless the bundle is newer than every source and the lockfile.
+// Bundles the page's JavaScript (app.js and the real @verdant-web/store from the example app's own
+// node_modules) into example_app/static/app.js, unless the bundle is newer than every source and
+// the installed packages.
 //   node example_app/frontend/build.mjs [--force]
 import { build } from 'esbuild';
 import { mkdtempSync, readdirSync, renameSync, rmdirSync, statSync } from 'node:fs';
@@ -10,7 +11,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const outfile = join(here, '..', 'static', 'app.js');
 const sources = [
   ...readdirSync(here).map((name) => join(here, name)),
-  join(here, '..', '..', 'package-lock.json'),
+  join(here, '..', 'node_modules', '.package-lock.json'),
 ];
 
 function modified(path) {

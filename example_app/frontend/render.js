@@ -16,11 +16,15 @@ function newRow(item, { onToggle, onDelete }) {
   remove.addEventListener('click', () => onDelete(item));
   const text = element('span', { className: 'text' });
   const picture = element('span', { className: 'picture' });
-  return element('li', {}, checkbox, text, picture, remove);
+  // only its owner ever receives a private item, so the mark is for them
+  const mark = element('span', {
+    className: 'private', textContent: item.access ? 'private' : '', title: 'Only you see this',
+  });
+  return element('li', {}, checkbox, text, mark, picture, remove);
 }
 
 function update(row, item) {
-  const [checkbox, text, picture] = row.children;
+  const [checkbox, text, , picture] = row.children;
   checkbox.checked = item.get('done');
   row.classList.toggle('done', item.get('done'));
   text.textContent = item.get('text');

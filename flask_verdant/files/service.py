@@ -132,7 +132,9 @@ class FileService:
         check_file_id(file_id)
         with self.database.read() as tx:
             info = tx.get_file(sender.library_id, file_id)
-        if info is None:
+            readable = tx.may_read_file(sender.library_id, file_id, sender.user_id)
+        if info is None or not readable:
+            # a file of another user's private document does not exist for this one
             raise VerdantError(ErrorCode.NOT_FOUND, f"No file {file_id!r} in this library")
         return info
 

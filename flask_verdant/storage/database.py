@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import json_codec
+from ..authz import key_for
 from ..errors import ErrorCode, VerdantError
 from ..files.records import FileInfo
 from ..json_codec import RawJSON
@@ -33,7 +34,7 @@ from .schema import migrate
 
 _REPLICA_COLUMNS = (
     "libraryId, id, userId, type, ackedLogicalTime, ackedServerOrder, lastSeen, "
-    "lastSyncTimestamp, awaitingHistory"
+    "lastSyncTimestamp, awaitingHistory, patchModel"
 )
 
 
@@ -252,6 +253,7 @@ class Transaction:
             ("baselines", "libraryId"),
             ("quarantine", "libraryId"),
             ("replicas", "libraryId"),
+            ("fileAccess", "libraryId"),
             ("libraries", "id"),
         ):
             self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (library_id,))
@@ -378,6 +380,15 @@ class Transaction:
         )
         return cursor.rowcount
 
+    def set_patch_model(self, library_id: str, replica_id: str, model: str) -> bool:
+        """Record the operation model the replica's client folds with; True if it changed."""
+        cursor = self._db.execute(
+            """UPDATE replicas SET patchModel = ?
+               WHERE libraryId = ? AND id = ? AND patchModel != ?""",
+            (model, library_id, replica_id, model),
+        )
+        return bool(cursor.rowcount)
+
     def touch_replica(self, library_id: str, replica_id: str, now_ms: int) -> None:
         self._db.execute(
             "UPDATE replicas SET lastSeen = ? WHERE libraryId = ? AND id = ?",
@@ -451,8 +462,8 @@ class Transaction:
             oid, timestamp = operation["oid"], operation["timestamp"]
             cursor = self._db.execute(
                 """INSERT INTO operations
-                       (libraryId, serverOrder, oid, timestamp, replicaId, data)
-                   SELECT ?, ?, ?, ?, ?, ?
+                       (libraryId, serverOrder, oid, timestamp, replicaId, data, authz)
+                   SELECT ?, ?, ?, ?, ?, ?, ?
                    WHERE NOT EXISTS (
                        SELECT 1 FROM baselines
                        WHERE libraryId = ? AND oid = ? AND timestamp >= ?)
@@ -464,6 +475,7 @@ class Transaction:
                     timestamp,
                     replica_id,
                     json_codec.dumps(operation["data"]),
+                    operation.get("authz"),
                     library_id,
                     oid,
                     timestamp,
@@ -494,21 +506,28 @@ class Transaction:
 
     def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
         rows = self._db.execute(
-            """SELECT serverOrder, replicaId, oid, timestamp, data FROM operations
-               WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder""",
+            f"""SELECT {_OPERATION_ROW}
+               FROM operations AS o
+               WHERE o.libraryId = ? AND o.serverOrder > ? ORDER BY o.serverOrder""",
             (library_id, server_order),
         ).fetchall()
         return list(map(OperationRow._make, rows))
 
-    def operations_json_after(self, library_id: str, server_order: int) -> OperationsJSON:
-        """``operations_after`` as the array of ``{oid, timestamp, data}`` a sync answer holds."""
+    def operations_json_after(
+        self, library_id: str, server_order: int, reader: str
+    ) -> OperationsJSON:
+        """``operations_after`` as the array of ``{oid, timestamp, data, authz?}`` a sync answer
+        holds, with only what the user ``reader`` may read; the last server order counts every
+        operation, so that the reader's acknowledgement passes the others' private ones too."""
         array, last = self._db.execute(
-            """SELECT json_group_array(
-                          json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))),
+            f"""SELECT json_group_array(CASE WHEN authz IS NULL
+                          THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
+                          ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data),
+                                           'authz', authz) END) FILTER (WHERE {_READABLE}),
                       COALESCE(MAX(serverOrder), 0)
-               FROM (SELECT serverOrder, oid, timestamp, data FROM operations
+               FROM (SELECT serverOrder, oid, timestamp, data, authz FROM operations
                      WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder)""",
-            (library_id, server_order),
+            (key_for(reader), library_id, server_order),
         ).fetchone()
         return OperationsJSON(RawJSON(array), int(last))
 
@@ -531,7 +550,7 @@ class Transaction:
         by some replica (the hard stop: folding past that one would reorder history).
         """
         rows = self._db.execute(
-            """SELECT o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data
+            f"""SELECT {_OPERATION_ROW}
                FROM operations AS o
                WHERE o.libraryId = ? AND o.timestamp < ? AND o.serverOrder <= ?
                  AND NOT EXISTS (
@@ -548,8 +567,9 @@ class Transaction:
 
     def operations_of(self, library_id: str, oid: str) -> list[OperationRow]:
         rows = self._db.execute(
-            """SELECT serverOrder, replicaId, oid, timestamp, data FROM operations
-               WHERE libraryId = ? AND oid = ? ORDER BY timestamp""",
+            f"""SELECT {_OPERATION_ROW}
+               FROM operations AS o
+               WHERE o.libraryId = ? AND o.oid = ? ORDER BY o.timestamp""",
             (library_id, oid),
         ).fetchall()
         return list(map(OperationRow._make, rows))
@@ -576,36 +596,43 @@ class Transaction:
 
     # baselines
 
-    def baselines_json_after(self, library_id: str, timestamp: str | None) -> RawJSON:
-        """Baselines newer than ``timestamp`` (all if None) as the JSON array a sync answer holds.
-
-        ``{oid, snapshot, timestamp}`` in time order, built by sqlite (see ``OperationsJSON``).
+    def baselines_json_after(self, library_id: str, timestamp: str | None, reader: str) -> RawJSON:
+        """Baselines newer than ``timestamp`` (all if None) that the user ``reader`` may read,
+        as the JSON array a sync answer holds: ``{oid, snapshot, timestamp, authz?}`` in time
+        order, built by sqlite (see ``OperationsJSON``).
         """
         newer = "AND timestamp > ?" if timestamp else ""
         parameters = (library_id, timestamp) if timestamp else (library_id,)
         row = self._db.execute(
-            f"""SELECT json_group_array(json_object(
-                          'oid', oid, 'snapshot', json(snapshot), 'timestamp', timestamp))
-                FROM (SELECT oid, snapshot, timestamp FROM baselines
-                      WHERE libraryId = ? {newer} ORDER BY timestamp, oid)""",
-            parameters,
+            f"""SELECT json_group_array(CASE WHEN authz IS NULL
+                          THEN json_object('oid', oid, 'snapshot', json(snapshot),
+                                           'timestamp', timestamp)
+                          ELSE json_object('oid', oid, 'snapshot', json(snapshot),
+                                           'timestamp', timestamp, 'authz', authz) END)
+                FROM (SELECT oid, snapshot, timestamp, authz FROM baselines
+                      WHERE libraryId = ? {newer} AND {_READABLE}
+                      ORDER BY timestamp, oid)""",
+            (*parameters, key_for(reader)),
         ).fetchone()
         return RawJSON(row[0])
 
     def get_baseline(self, library_id: str, oid: str) -> BaselineRow | None:
         row = self._db.execute(
-            "SELECT oid, snapshot, timestamp FROM baselines WHERE libraryId = ? AND oid = ?",
+            """SELECT oid, snapshot, timestamp, authz FROM baselines
+               WHERE libraryId = ? AND oid = ?""",
             (library_id, oid),
         ).fetchone()
         if row is None:
             return None
         return BaselineRow._make(row)
 
-    def replace_baseline(self, library_id: str, oid: str, snapshot: Any, timestamp: str) -> None:
+    def replace_baseline(
+        self, library_id: str, oid: str, snapshot: Any, timestamp: str, authz: str | None = None
+    ) -> None:
         self._db.execute(
-            """INSERT OR REPLACE INTO baselines (libraryId, oid, snapshot, timestamp)
-               VALUES (?, ?, ?, ?)""",
-            (library_id, oid, json_codec.dumps(snapshot), timestamp),
+            """INSERT OR REPLACE INTO baselines (libraryId, oid, snapshot, timestamp, authz)
+               VALUES (?, ?, ?, ?, ?)""",
+            (library_id, oid, json_codec.dumps(snapshot), timestamp, authz),
         )
 
     def delete_baseline(self, library_id: str, oid: str) -> None:
@@ -732,6 +759,23 @@ class Transaction:
         ).fetchall()
         return [FileInfo(row[0], row[1], row[2], row[3], "") for row in rows]
 
+    def note_file_references(
+        self, library_id: str, references: Iterable[tuple[str, str | None]]
+    ) -> None:
+        """Record ``(fileId, authz)`` for files no operation referenced before: the first
+        reference decides who may read a file, so a later one cannot take it over."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO fileAccess (libraryId, fileId, authz) VALUES (?, ?, ?)",
+            [(library_id, file_id, key) for file_id, key in references],
+        )
+
+    def may_read_file(self, library_id: str, file_id: str, reader: str) -> bool:
+        row = self._db.execute(
+            "SELECT authz FROM fileAccess WHERE libraryId = ? AND fileId = ?",
+            (library_id, file_id),
+        ).fetchone()
+        return row is None or row[0] is None or row[0] == key_for(reader)
+
     def delete_library_files(self, library_id: str) -> list[FileInfo]:
         """Remove every file row of the library; returns them so their bytes can go too."""
         rows = self._db.execute(
@@ -821,6 +865,7 @@ _LIBRARY_TABLES = (
     ("quarantine", "libraryId", "oid"),
     ("files", "libraryId", "fileId"),
     ("replica_owners", "libraryId", "replicaId"),
+    ("fileAccess", "libraryId", "fileId"),
 )
 # Rows that outlive eviction: an import keeps a binding already there (it is permanent).
 _KEPT_ON_IMPORT = {"replica_owners"}
@@ -848,6 +893,19 @@ def _unavailable(error: sqlite3.OperationalError) -> VerdantError | None:
             ErrorCode.UNAVAILABLE, "The server's storage is full or failing; try again later"
         )
     return None
+
+
+# Who may read a row: everyone, or the one user whose canonical key (the parameter) it holds.
+_READABLE = "(authz IS NULL OR authz = ?)"
+
+# The operation model of the replica that wrote operation ``o``: a replica the server no longer
+# knows (evicted) is assumed to be a store 3.x client, the model that never drops a file ref
+# the other line would keep.
+_AUTHOR_MODEL = """COALESCE((SELECT r.patchModel FROM replicas AS r
+                            WHERE r.libraryId = o.libraryId AND r.id = o.replicaId),
+                           'common2')"""
+# The columns of an ``OperationRow``, from ``operations AS o``.
+_OPERATION_ROW = f"o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, o.authz, {_AUTHOR_MODEL}"
 
 
 def _file_values(info: FileInfo, *, pending_delete_at_ms: int | None) -> tuple[Any, ...]:
@@ -888,4 +946,5 @@ def _replica(row: tuple[Any, ...]) -> ReplicaRecord:
         last_seen_ms=row[6],
         last_sync_timestamp=row[7],
         awaiting_history=bool(row[8]),
+        patch_model=row[9],
     )

@@ -20,6 +20,7 @@ class ReplicaRecord:
     last_seen_ms: int | None
     last_sync_timestamp: str | None = None
     awaiting_history: bool = False
+    patch_model: str = "common2"
 
 
 class OperationRow(NamedTuple):
@@ -34,6 +35,8 @@ class OperationRow(NamedTuple):
     oid: str
     timestamp: str
     data_json: str
+    authz: str | None
+    patch_model: str
 
     @property
     def data(self) -> Any:
@@ -47,6 +50,7 @@ class BaselineRow(NamedTuple):
     oid: str
     snapshot_json: str | None
     timestamp: str
+    authz: str | None = None
 
     @property
     def snapshot(self) -> Any:

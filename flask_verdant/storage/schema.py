@@ -131,6 +131,24 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX file_uploads_by_start ON file_uploads (startedAt)",
     ],
+    # 8: which operation model a replica's client folds with ('common2' for store 3.x,
+    #    'common3' for store 5.x); compaction applies each operation as its author did.
+    [
+        "ALTER TABLE replicas ADD COLUMN patchModel TEXT NOT NULL DEFAULT 'common2'",
+    ],
+    # 9: store 5.x's private documents: the canonical authz key of an operation or baseline
+    #    (NULL: readable by every user of the library), and of the first operation that held
+    #    each file ref (a private document's files are its user's alone).
+    [
+        "ALTER TABLE operations ADD COLUMN authz TEXT",
+        "ALTER TABLE baselines ADD COLUMN authz TEXT",
+        """CREATE TABLE fileAccess (
+            libraryId TEXT NOT NULL,
+            fileId TEXT NOT NULL,
+            authz TEXT,
+            PRIMARY KEY (libraryId, fileId)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,12 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from flask_verdant.jsvalue import UNDEFINED, PatchError, UnemulatedError, js_stringify
-from flask_verdant.patches import apply_operations, apply_patch
+from flask_verdant.patches import COMMON_2, COMMON_3, PatchModel, apply_operations, apply_patch
 
 HERE = Path(__file__).resolve().parent
 APPLY_SCRIPT = HERE / "js" / "apply.mjs"
+# the store 3.x clients' libraries (oids and conversions are compared against these too)
 LIBRARIES = ("common220", "common231")
-EXPECTED_VERSIONS = {"common220": "2.2.0", "common231": "2.3.1"}
+EXPECTED_VERSIONS = {"common220": "2.2.0", "common231": "2.3.1", "common322": "3.2.2"}
+# which real libraries each Python patch model must match
+MODEL_LIBRARIES: dict[PatchModel, tuple[str, ...]] = {
+    COMMON_2: LIBRARIES,
+    COMMON_3: ("common322",),
+}
 
 Case = dict[str, Any]
 Result = dict[str, Any]
@@ -187,7 +193,10 @@ class CaseGenerator:
 
     def normalized_list(self) -> list[Any]:
         make = self.rng.choice([self.primitive, self.a_ref, self.a_file, self.leaf])
-        return [make() for _ in range(self.rng.randint(0, 7))]
+        items = [make() for _ in range(self.rng.randint(0, 7))]
+        if items and self.chance(0.2):  # a nullable list: null items before a ref to remove
+            items.insert(self.rng.randint(0, len(items)), None)
+        return items
 
     def index(self, length: int) -> Any:
         roll = self.rng.random()
@@ -267,6 +276,10 @@ class CaseGenerator:
 
     def list_patch_with_value(self, length: int) -> dict[str, Any]:
         rng = self.rng
+        if self.chance(0.04):  # list.set(i, v) of store 5.x; common 2 does not know it
+            return {"op": "list-set", "index": self.index(length), "value": self.leaf()}
+        if self.chance(0.005):  # an invalid array length: RangeError
+            return {"op": "set", "name": "length", "value": rng.choice([-1, 1.5, "x", 2**32])}
         roll = rng.random()
         if roll < 0.13:
             patch: dict[str, Any] = {"op": "list-push", "value": self.leaf()}
@@ -400,8 +413,8 @@ def _operations(case: Case) -> list[Any]:
     ]
 
 
-def run_python(line: str) -> Result:
-    """The Python port's answer for one JSON-encoded case, in the Node format.
+def run_python(line: str, model: PatchModel = COMMON_2) -> Result:
+    """The Python port's answer (with ``model``) for one JSON-encoded case, in the Node format.
 
     Returns ``{"unemulated": reason}`` when the port refuses the case.
     """
@@ -413,9 +426,9 @@ def run_python(line: str) -> Result:
     try:
         if case.get("mode") == "patch":
             for patch in case["patches"]:
-                current = apply_patch(current, patch, deleted)
+                current = apply_patch(current, patch, deleted, model)
         else:
-            current = apply_operations(base, _operations(case), deleted)
+            current = apply_operations(base, _operations(case), deleted, model)
         result["snapshot"] = js_stringify(current)
     except UnemulatedError as err:
         return {"unemulated": str(err)}
@@ -428,12 +441,14 @@ def run_python(line: str) -> Result:
     return result
 
 
-def run_node(lines: list[str], tmp_path: Path) -> dict[str, Any]:
+def run_node(
+    lines: list[str], tmp_path: Path, libraries: tuple[str, ...] = LIBRARIES
+) -> dict[str, Any]:
     """One Node process for the whole batch; returns ``{"versions", "results"}``."""
     batch = tmp_path / "cases.jsonl"
     batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
     completed = subprocess.run(
-        ["node", str(APPLY_SCRIPT), str(batch)],
+        ["node", str(APPLY_SCRIPT), str(batch), ",".join(libraries)],
         capture_output=True,
         text=True,
         encoding="utf-8",

@@ -1,7 +1,9 @@
 """flask_verdant.patches against the real ``applyPatch``/``applyOperations``.
 
-Every case runs through the Python port and through ``@verdant-web/common``
-2.2.0 and 2.3.1 in one Node process per batch; the ``JSON.stringify`` text of
+Every case runs through the Python port's common 2 model and
+``@verdant-web/common`` 2.2.0 and 2.3.1 (store 3.x), and through its common 3
+model and ``@verdant-web/common`` 3.2.2 (store 5.x), in one Node process per
+batch; the ``JSON.stringify`` text of
 the result, the deleted refs, the error (class and message) and, for a throw in
 ``patch`` mode, the partly mutated base must all be identical. Node and the
 npm packages (``npm ci``) are required: without them these tests fail.
@@ -19,9 +21,11 @@ from typing import Any
 
 import pytest
 
+from flask_verdant.patches import COMMON_2, COMMON_3, PatchModel
+
 from .patchgen import (
     EXPECTED_VERSIONS,
-    LIBRARIES,
+    MODEL_LIBRARIES,
     Case,
     CaseGenerator,
     Result,
@@ -37,35 +41,43 @@ QUICK_COUNT = 300
 FULL_COUNT = 5000
 
 
-def differences(lines: list[str], ours: list[Result], node: dict[str, Any]) -> list[str]:
+MODELS = pytest.mark.parametrize("model", [COMMON_2, COMMON_3])
+
+
+def differences(
+    lines: list[str], ours: list[Result], node: dict[str, Any], model: PatchModel
+) -> list[str]:
     """Readable descriptions of every case where Python and a JS version disagree."""
     found = []
-    for library in LIBRARIES:
+    for library in MODEL_LIBRARIES[model]:
         for line, mine, theirs in zip(lines, ours, node["results"][library], strict=True):
             if "unemulated" not in mine and mine != theirs:
                 found.append(f"{library}: {line}\n  python: {mine}\n  js:     {theirs}")
     return found
 
 
-def compare(cases: list[Case], tmp_path: Path) -> tuple[list[Result], dict[str, Any]]:
+def compare(
+    cases: list[Case], tmp_path: Path, model: PatchModel
+) -> tuple[list[Result], dict[str, Any]]:
     """Run ``cases`` on both sides and fail with the first differences, if any."""
     lines = [encode(case) for case in cases]
-    ours = [run_python(line) for line in lines]
-    node = run_node(lines, tmp_path)
-    assert node["versions"] == EXPECTED_VERSIONS
-    found = differences(lines, ours, node)
+    ours = [run_python(line, model) for line in lines]
+    libraries = MODEL_LIBRARIES[model]
+    node = run_node(lines, tmp_path, libraries)
+    assert node["versions"] == {library: EXPECTED_VERSIONS[library] for library in libraries}
+    found = differences(lines, ours, node, model)
     assert not found, f"{len(found)} differences, first ones:\n" + "\n".join(found[:5])
     return ours, node
 
 
-def comparable_random_cases(seed: int, count: int) -> list[Case]:
+def comparable_random_cases(seed: int, count: int, model: PatchModel) -> list[Case]:
     """``count`` random cases that the port does not refuse (it almost never does)."""
     generator = CaseGenerator(seed)
     cases: list[Case] = []
     refused = 0
     while len(cases) < count:
         case = generator.case()
-        if "unemulated" in run_python(encode(case)):
+        if "unemulated" in run_python(encode(case), model):
             refused += 1
         else:
             cases.append(case)
@@ -202,43 +214,92 @@ FIXED_CASES: list[Case] = [
         "base": {},
     },
     {"patches": [{"nodata": 1}], "wrap": False, "base": {}},
+    # list-set (store 5.x list.set) and the list-remove rules of common 3.2.2
+    case([1, A, 3], {"op": "list-set", "index": 1, "value": B}),
+    case([1], {"op": "list-set", "index": 3, "value": fref("f")}),
+    case([1, 2], {"op": "list-set", "index": "length", "value": 0}),
+    case([1, 2], {"op": "list-set", "index": -1, "value": A}, {"op": "list-set", "index": -1}),
+    case({"a": A}, {"op": "list-set", "index": "a", "value": 1}),
+    case(_UNDEFINED, {"op": "list-set", "index": 0, "value": 1}),
+    case([A, B], {"op": "remove", "name": 0}, {"op": "list-set", "index": 0, "value": C}),
+    case([fref("a"), fref("b"), fref("a")], {"op": "list-remove", "value": fref("a")}),
+    case([fref("a"), A, fref("a")], {"op": "list-remove", "value": fref("a"), "only": "last"}),
+    case([None, A, None, A], {"op": "list-remove", "value": A}),
+    case([A, None, A], {"op": "list-remove", "value": A, "only": "last"}),
+    case([1, A, B], {"op": "remove", "name": 1}, {"op": "list-remove", "value": B}),
+    case([fref("a"), ref("a")], {"op": "list-remove", "value": ref("a")}),
+    case([1, {"id": "a"}, A], {"op": "list-remove", "value": {"@@type": "ref"}}),
+    case([None, fref("x")], {"op": "list-remove", "value": fref("x")}, mode="patch"),
 ]
 
 
-def test_fixed_vectors_match_both_versions(tmp_path: Path) -> None:
-    ours, node = compare(FIXED_CASES, tmp_path)
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def test_fixed_vectors_match_common_2(tmp_path: Path) -> None:
+    ours, node = compare(FIXED_CASES, tmp_path, COMMON_2)
     assert not [result for result in ours if "unemulated" in result]
     # spot-check that the vectors exercise what they claim to
     assert node["results"]["common220"][2]["error"]["name"] == "TypeError"
-    assert node["results"]["common231"][0]["snapshot"] == json.dumps(
-        [fref("a"), fref("b")], separators=(",", ":")
+    assert node["results"]["common231"][0]["snapshot"] == _compact([fref("a"), fref("b")])
+    list_set = FIXED_CASES.index(case([1, A, 3], {"op": "list-set", "index": 1, "value": B}))
+    assert node["results"]["common231"][list_set]["error"]["message"] == (
+        "Unsupported patch operation: list-set"
     )
 
 
-def test_the_comparison_detects_a_difference(tmp_path: Path) -> None:
+def test_fixed_vectors_match_common_3(tmp_path: Path) -> None:
+    """Store 5.x's rules: list-set applies, file refs are removable, null items are skipped."""
+    ours, node = compare(FIXED_CASES, tmp_path, COMMON_3)
+    assert not [result for result in ours if "unemulated" in result]
+    results = node["results"]["common322"]
+    assert results[0]["snapshot"] == _compact([fref("b")])
+    assert results[2] == {
+        "snapshot": "[null]",
+        "deleted": _compact([A]),
+        "error": None,
+        "partial": None,
+    }
+    list_set = FIXED_CASES.index(case([1, A, 3], {"op": "list-set", "index": 1, "value": B}))
+    assert results[list_set]["snapshot"] == _compact([1, B, 3])
+    assert results[list_set]["deleted"] == _compact([A])
+
+
+@MODELS
+def test_the_comparison_detects_a_difference(tmp_path: Path, model: PatchModel) -> None:
     cases = FIXED_CASES[:3]
     lines = [encode(c) for c in cases]
-    ours = [run_python(line) for line in lines]
-    node = run_node(lines, tmp_path)
+    ours = [run_python(line, model) for line in lines]
+    node = run_node(lines, tmp_path, MODEL_LIBRARIES[model])
     ours[1] = {**ours[1], "snapshot": "[1,1]"}
-    ours[2] = {**ours[2], "error": {"name": "Error", "message": ours[2]["error"]["message"]}}
-    assert len(differences(lines, ours, node)) == 2 * len(LIBRARIES)
+    ours[2] = {**ours[2], "error": {"name": "RangeError", "message": "tampered"}}
+    assert len(differences(lines, ours, node, model)) == 2 * len(MODEL_LIBRARIES[model])
 
 
-def test_random_sequences_quick(tmp_path: Path) -> None:
-    ours, _ = compare(comparable_random_cases(SEED, QUICK_COUNT), tmp_path)
+def test_the_models_differ_where_the_libraries_do() -> None:
+    """One model for both lines would be wrong for one of them (docs/protocol.md, Store 5.x)."""
+    line = encode(case([fref("a"), 1], {"op": "list-remove", "value": fref("a")}))
+    assert run_python(line, COMMON_2)["snapshot"] == _compact([fref("a"), 1])
+    assert run_python(line, COMMON_3)["snapshot"] == "[1]"
+
+
+@MODELS
+def test_random_sequences_quick(tmp_path: Path, model: PatchModel) -> None:
+    ours, _ = compare(comparable_random_cases(SEED, QUICK_COUNT, model), tmp_path, model)
     counts = outcomes(ours)
     assert counts["value"] > QUICK_COUNT // 2
     assert counts["error:TypeError"] and counts["error:Error"] and counts["deleted refs"]
 
 
 @pytest.mark.slow
+@MODELS
 @pytest.mark.parametrize("seed", [SEED + 1, SEED + 2])
-def test_random_sequences_full(tmp_path: Path, seed: int) -> None:
+def test_random_sequences_full(tmp_path: Path, seed: int, model: PatchModel) -> None:
     """The issue's bar: 5,000 random sequences per client-library version."""
-    cases = comparable_random_cases(seed, FULL_COUNT)
-    ours, node = compare(cases, tmp_path)
-    for library in LIBRARIES:
+    cases = comparable_random_cases(seed, FULL_COUNT, model)
+    ours, node = compare(cases, tmp_path, model)
+    for library in MODEL_LIBRARIES[model]:
         assert len(node["results"][library]) == FULL_COUNT
     counts = outcomes(ours)
     for outcome in ("error:TypeError", "error:Error", "error:RangeError", "undefined"):

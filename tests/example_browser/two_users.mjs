@@ -118,6 +118,14 @@ try {
   await add(grace, 'Oat milk');
   await item(ada, 'Oat milk').waitFor();
   step("Grace's item reached Ada");
+
+  await ada.check('#add input[name=private]');
+  await add(ada, 'Birthday present');
+  await item(ada, 'Birthday present').locator('.private', { hasText: 'private' }).waitFor();
+  await add(ada, 'Bread'); // the form resets: a public item, sent after the private one
+  await item(grace, 'Bread').waitFor();
+  if (await item(grace, 'Birthday present').count()) throw new Error("Grace sees Ada's private item");
+  step("Ada's private item is marked and stays hers");
   await sideBySide('two-users');
 
   await Promise.all([ada.reload(), grace.reload()]);
@@ -126,7 +134,9 @@ try {
     await item(page, 'Oat milk').waitFor();
     await imageLoaded(page, 'Pears');
   }
-  step('after a reload both lists still hold both items, ticked as before');
+  await item(ada, 'Birthday present').waitFor();
+  if (await item(grace, 'Birthday present').count()) throw new Error('Grace got it on reload');
+  step('after a reload both lists still hold their items, ticked as before');
 
   const lin = await signIn('Lin', invitation); // a fresh browser: everything comes from the server
   await lin.locator('#items li.done', { hasText: 'Pears' }).waitFor();
@@ -134,7 +144,9 @@ try {
   await imageLoaded(lin, 'Pears');
   await person(lin, 'Ada').waitFor();
   await person(lin, 'Grace').waitFor();
-  step('a newcomer gets the list from the server and sees both others');
+  await item(lin, 'Bread').waitFor();
+  if (await item(lin, 'Birthday present').count()) throw new Error("Lin sees Ada's private item");
+  step('a newcomer gets the list from the server (without the private item) and sees both others');
   await sideBySide('after-reload');
 
   const errors = log.filter((line) => line.includes('pageerror]'));

@@ -93,9 +93,12 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 # -- driver bundles ------------------------------------------------------------------------------
 def _bundle_inputs() -> list[Path]:
     inputs = [*JS_DIR.glob("*.mjs")]
-    lock = REPO / "node_modules" / ".package-lock.json"
-    if lock.exists():
-        inputs.append(lock)
+    for lock in (
+        REPO / "node_modules" / ".package-lock.json",
+        REPO / "tests" / "store5" / "node_modules" / ".package-lock.json",
+    ):
+        if lock.exists():
+            inputs.append(lock)
     return inputs
 
 

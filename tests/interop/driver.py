@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 HERE = Path(__file__).resolve().parent
 JS_DIR = HERE / "js"
 BUILD_DIR = JS_DIR / "build"
-STORE_VERSIONS = ("3.6.3", "3.2.1")
+STORE_VERSIONS = ("3.6.3", "3.2.1", "5.5.0")
 
 T = TypeVar("T")
 
@@ -231,8 +231,13 @@ class NodeDriver:
         start: bool = True,
         presence: dict[str, Any] | None = None,
         profile: dict[str, Any] | None = None,
+        automatic_transport_selection: bool | None = False,
     ) -> Client:
-        """Open a client. The same ``device`` key reopens the same local database (replica)."""
+        """Open a client. The same ``device`` key reopens the same local database (replica).
+
+        ``automatic_transport_selection=None`` leaves the store's default (on): it moves
+        between pull and realtime by itself, so tests that depend on the transport turn it off.
+        """
         info = self.call(
             "open",
             name=name,
@@ -245,6 +250,7 @@ class NodeDriver:
             start=start,
             presence=presence or {},
             profile=profile or {},
+            automaticTransportSelection=automatic_transport_selection,
         )
         client = Client(self, name, info)
         self.clients[name] = client
@@ -288,8 +294,13 @@ class Client:
         self.driver.clients.pop(self.name, None)
 
     # documents
-    def put(self, doc: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call("put", doc=doc))
+    def put(self, doc: dict[str, Any], *, private: bool = False) -> dict[str, Any]:
+        return dict(self._call("put", doc=doc, private=private))
+
+    def list_set(
+        self, doc_id: str, path: str | list[str], index: int, value: Any
+    ) -> dict[str, Any]:
+        return dict(self._call("list_set", id=doc_id, path=path, index=index, value=value))
 
     def put_many(self, docs: list[dict[str, Any]]) -> list[str]:
         return list(self._call("put_many", docs=docs))
@@ -332,6 +343,12 @@ class Client:
 
     def update_presence(self, presence: dict[str, Any]) -> None:
         self._call("update_presence", presence=presence)
+
+    def set_view(self, view_id: str) -> None:
+        self._call("set_view", viewId=view_id)
+
+    def view_peers(self) -> list[str]:
+        return list(self._call("view_peers"))
 
     def trace(self, limit: int = 200) -> list[dict[str, Any]]:
         return list(self._call("trace", limit=limit))

@@ -150,14 +150,19 @@ def test_a_large_library_reaches_a_newcomer_complete(
         120,
         message=lambda: f"the writer did not upload: {live_server.info(library)}",
     )
+    realtime = node_driver.store_version.startswith("5.")
     newcomer = node_driver.open_client(
         "newcomer",
         auth_url=live_server.auth_url(library, "newcomer"),
         user="newcomer",
         library=library,
-        transport="pull",
+        # Store 5.x aborts a reset still being applied when the next answer is a reset too, and
+        # its pull client polls again meanwhile: with a 300 ms interval and 8,000 baselines in
+        # the fake IndexedDB it never finishes (docs/protocol.md, "Store 5.x"). Its newcomer
+        # joins over a websocket, which syncs once.
+        transport="realtime" if realtime else "pull",
     )
-    newcomer.wait_online(timeout=120)
+    newcomer.wait_online(timeout=120, sync_responses=1 if realtime else 2)
 
     def newcomer_documents() -> list[Any] | None:
         # Reading 2,000 documents from the fake IndexedDB is slow; allow it more than usual.

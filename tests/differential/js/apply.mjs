@@ -1,6 +1,9 @@
 // Differential oracle for flask_verdant.patches: runs a batch of patch
 // sequences through applyPatch/applyOperations of the real @verdant-web/common
-// (2.2.0 and 2.3.1, installed under the npm aliases common220 / common231).
+// (2.2.0 and 2.3.1, installed under the npm aliases common220 / common231 by the
+// root package.json; 3.2.2 as common322, from tests/store5, which store 5.5.0
+// pins). A second argument names the libraries to run, comma-separated
+// (default: common220,common231).
 //
 // Input (a file named on the command line, or stdin): JSON Lines, one case per
 // line: {"base"?: any, "patches": [patch...], "mode": "operations"|"patch",
@@ -17,16 +20,28 @@
 // The common packages are plain ESM and import fine in Node 20, so unlike the
 // store client this needs no esbuild bundle.
 import { readFileSync } from 'node:fs';
-import * as common220 from 'common220';
-import * as common231 from 'common231';
 
-const libraries = { common220, common231 };
+const store5Common = new URL(
+	'../../store5/node_modules/@verdant-web/common/dist/esm/index.js',
+	import.meta.url,
+);
+const entries = {
+	common220: () => import.meta.resolve('common220'),
+	common231: () => import.meta.resolve('common231'),
+	common322: () => store5Common.href,
+};
+const wanted = (process.argv[3] ?? 'common220,common231').split(',');
+const libraries = {};
+for (const alias of wanted) {
+	if (!entries[alias]) throw new Error(`unknown library ${alias}`);
+	libraries[alias] = await import(entries[alias]());
+}
 
 // listCheck() logs through console.error on every list op against a non-list.
 console.error = () => {};
 
 function versionOf(alias) {
-	const entry = new URL(import.meta.resolve(alias));
+	const entry = new URL(entries[alias]());
 	const manifest = new URL('../../package.json', entry);
 	return JSON.parse(readFileSync(manifest, 'utf8')).version;
 }
@@ -71,7 +86,7 @@ function runCase(lib, line) {
 	return result;
 }
 
-const input = readFileSync(process.argv[2] ?? 0, 'utf8');
+const input = readFileSync(process.argv[2], 'utf8');
 const lines = input.split('\n').filter((line) => line.trim() !== '');
 const output = { versions: {}, results: {} };
 for (const [alias, lib] of Object.entries(libraries)) {

@@ -1,7 +1,8 @@
 // Bundles driver.mjs once per supported store version:
-//   node tests/interop/js/build.mjs            -> build/driver-3.6.3.mjs, build/driver-3.2.1.mjs
+//   node tests/interop/js/build.mjs            -> build/driver-<version>.mjs for each of STORES
 //   node tests/interop/js/build.mjs 3.2.1      -> only that one
-// The driver imports 'verdant-store'; each bundle aliases it to one installed package.
+// The driver imports 'verdant-store'; each bundle aliases it to one installed package. Store
+// 5.5.0 is installed in tests/store5 (.ci/install-store5), not by the root package.json.
 import { build } from 'esbuild';
 import { readFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -9,13 +10,22 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-// version -> npm package (as installed by the root package.json)
+// version -> npm package (as installed by the root package.json), or a directory to install it from
+const store5 = join(here, '..', '..', 'store5', 'node_modules', '@verdant-web', 'store');
 export const STORES = {
   '3.6.3': '@verdant-web/store',
   '3.2.1': 'store321',
+  '5.5.0': store5,
 };
 
 function installedVersion(pkg) {
+  if (pkg.startsWith('/')) {
+    try {
+      return JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).version;
+    } catch {
+      throw new Error(`${pkg} is not installed (run bash .ci/install-store5)`);
+    }
+  }
   // exports maps hide package.json from require.resolve; look for node_modules/<pkg> upward
   let dir = here;
   for (;;) {
@@ -45,7 +55,7 @@ for (const version of versions) {
     format: 'esm',
     target: 'node20',
     outfile: tmpfile,
-    alias: { 'verdant-store': pkg },
+    alias: { 'verdant-store': pkg.startsWith('/') ? join(pkg, 'dist', 'esm', 'index.js') : pkg },
     external: ['bufferutil', 'utf-8-validate'],
     banner: {
       js: [

@@ -6,13 +6,20 @@
 // can come back out of order; the id ties them together. Nothing else is written to stdout (the
 // store's console output is redirected to stderr by globals.mjs).
 //
-// The store import is resolved at bundle time: build.mjs aliases `verdant-store` to either
-// `@verdant-web/store` (3.6.x) or `store321` (3.2.1).
+// The store import is resolved at bundle time: build.mjs aliases `verdant-store` to
+// `@verdant-web/store` (3.6.x), `store321` (3.2.1) or store 5.5.0 (tests/store5).
 import './globals.mjs';
 import { IDBFactory } from 'fake-indexeddb';
 import { createInterface } from 'node:readline';
 import { WebSocket as NodeWebSocket } from 'ws';
-import { ClientDescriptor, createMigration, schema } from 'verdant-store';
+import * as verdant from 'verdant-store';
+
+const { createMigration, schema } = verdant;
+// Store 3.x opens clients through ClientDescriptor; 5.x constructs a Client directly. Looked up
+// by name, so that neither bundle refers to an export its store lacks.
+const ClientDescriptor = Reflect.get(verdant, 'ClientDescriptor');
+const Client = Reflect.get(verdant, 'Client');
+const IS_STORE5 = typeof ClientDescriptor !== 'function';
 
 const STORE_VERSION = globalThis.__VERDANT_STORE_VERSION__ ?? 'unknown';
 const START = Date.now();
@@ -195,6 +202,7 @@ function getClient(name) {
 }
 
 async function replicaIdOf(client) {
+  if (typeof client.getReplicaId === 'function') return client.getReplicaId();
   const fromPresence = client.sync?.presence?.self?.replicaId;
   if (fromPresence) return fromPresence;
   const meta = client.meta ?? client.context?.meta;
@@ -273,29 +281,46 @@ const commands = {
     profile = {},
     automaticTransportSelection = false,
   }) {
+    // `null`: leave the option out, i.e. the store's default (true, for 5.x apps)
     if (!name) throw new Error('open: name is required');
     if (clients.has(name)) throw new Error(`a client named ${JSON.stringify(name)} is already open`);
     if (transport !== 'pull' && transport !== 'realtime') {
       throw new Error(`transport must be 'pull' or 'realtime', not ${JSON.stringify(transport)}`);
     }
     const deviceKey = device ?? name;
-    const descriptor = new ClientDescriptor({
+    const init = {
       schema: appSchema,
       migrations,
       namespace: 'interop',
-      indexedDb: deviceFactory(deviceKey),
       log: VERBOSE ? (...args) => console.error(`[${name}]`, ...args) : undefined,
       sync: {
         authEndpoint: authUrl,
         initialPresence: presence,
         defaultProfile: profile,
         initialTransport: transport,
-        automaticTransportSelection,
+        ...(automaticTransportSelection === null ? {} : { automaticTransportSelection }),
         pullInterval,
         autoStart: false,
       },
-    });
-    const client = await descriptor.open();
+    };
+    let client;
+    if (IS_STORE5) {
+      // 5.x captures fetch and WebSocket when it loads, before the tracing ones above exist
+      client = new Client({
+        ...init,
+        oldSchemas: [],
+        environment: {
+          indexedDB: deviceFactory(deviceKey),
+          fetch: globalThis.fetch,
+          WebSocket: TracingWebSocket,
+        },
+      });
+    } else {
+      client = await new ClientDescriptor({
+        ...init,
+        indexedDb: deviceFactory(deviceKey),
+      }).open();
+    }
     const entry = { client, device: deviceKey, user, library, replicaId: null };
     clients.set(name, entry);
     entry.replicaId = await replicaIdOf(client);
@@ -341,10 +366,31 @@ const commands = {
     return names;
   },
 
-  async put({ name, doc }) {
+  // `private`: a document only its user may read (store 5.x access control)
+  async put({ name, doc, private: isPrivate = false }) {
     const { client } = getClient(name);
-    const entity = await client.items.put(doc);
+    if (isPrivate && !IS_STORE5) throw new Error('private documents need store 5.x');
+    const options = isPrivate ? { access: Reflect.get(verdant, 'authorization').private } : undefined;
+    const entity = await client.items.put(doc, options);
     return plain(entity.getSnapshot());
+  },
+
+  // list.set(index, value) on the list at `path` (store 5.x: a list-set patch).
+  async list_set({ name, id, path, index, value }) {
+    const { client } = getClient(name);
+    const entity = await getEntity(client, id);
+    resolveNode(entity, path).set(index, value);
+    return plain(entity.getSnapshot());
+  },
+
+  // Store 5.x view presence: this client's view, and the peers it sees in the same view.
+  async set_view({ name, viewId }) {
+    getClient(name).client.sync.presence.setViewId(viewId);
+    return null;
+  },
+
+  async view_peers({ name }) {
+    return plain(getClient(name).client.sync.presence.getViewPeers().map((peer) => peer.id));
   },
 
   async put_many({ name, docs }) {
@@ -408,9 +454,11 @@ const commands = {
   },
 
   // Files: `file` is {name, type, base64} (a File the client uploads) or null (removes it).
-  async put_attachment({ name, id, file }) {
+  async put_attachment({ name, id, file, private: isPrivate = false }) {
     const { client } = getClient(name);
-    const entity = await client.attachments.put({ id, file: toFile(file) });
+    if (isPrivate && !IS_STORE5) throw new Error('private documents need store 5.x');
+    const options = isPrivate ? { access: Reflect.get(verdant, 'authorization').private } : undefined;
+    const entity = await client.attachments.put({ id, file: toFile(file) }, options);
     return entity.get('id');
   },
 

@@ -21,6 +21,21 @@ globalThis.document = documentEvents;
 
 globalThis.WebSocket = WebSocket;
 
+// Store 5.x reads and writes localStorage (its logger and CLI sync helpers); Node 20 has none.
+if (typeof globalThis.localStorage === 'undefined') {
+  const items = new Map();
+  globalThis.localStorage = {
+    getItem: (key) => (items.has(String(key)) ? items.get(String(key)) : null),
+    setItem: (key, value) => void items.set(String(key), String(value)),
+    removeItem: (key) => void items.delete(String(key)),
+    clear: () => items.clear(),
+    key: (index) => [...items.keys()][index] ?? null,
+    get length() {
+      return items.size;
+    },
+  };
+}
+
 if (typeof globalThis.FileReader === 'undefined') {
   globalThis.FileReader = class FileReader {
     constructor() {
