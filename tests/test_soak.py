@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import websocket
 from flask import Flask
 
 from flask_verdant.presence import PresenceRegistry
 from flask_verdant.server import SyncServer
 from flask_verdant.testing import VerdantTestClient, of_type
 
-from .realtime_helpers import Socket, serving, sync_server, wait_for
+from .realtime_helpers import Closed, Socket, serving, sync_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +112,8 @@ def realtime_client(run: Run, name: str) -> None:
                 run.record(name, count)
             socket.send({"type": "heartbeat", "replicaId": replica.replica_id})
             socket.receive_until("heartbeat-response", timeout=20)
+        except (Closed, websocket.WebSocketConnectionClosedException):
+            pass  # the server closed it (an eviction): a real client reconnects and resyncs
         finally:
             socket.close()  # offline for a moment
         with run.lock:
