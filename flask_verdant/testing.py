@@ -2,13 +2,16 @@
 
 ``VerdantTestClient`` speaks the sync protocol through Flask's test client the way one replica
 of the real client does, so a host app can check its token route, profiles and sync setup
-without a browser (Flask-SocketIO ships a test client for the same reason).
+without a browser (Flask-SocketIO ships a test client for the same reason); its ``connect()``
+opens an in-process realtime session that receives broadcasts as a websocket would.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -17,6 +20,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from .messages import parse_message
 from .server import SyncServer
 from .tokens import ReplicaType, TokenProvider
 
@@ -173,7 +177,74 @@ class VerdantTestClient:
     def update_presence(self, presence: Any) -> list[dict[str, Any]]:
         return self.send(self.presence_message(presence))
 
+    def connect(self) -> RealtimeTestSession:
+        """A realtime session of this replica, in process (see ``RealtimeTestSession``)."""
+        return RealtimeTestSession(self)
+
 
 def of_type(messages: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     """The messages of one type, in order."""
     return [message for message in messages if message.get("type") == kind]
+
+
+class RealtimeTestSession:
+    """One replica's websocket, in process: what the server sends it, as it would arrive.
+
+    ``VerdantTestClient.connect()`` opens one. It goes through the same path as a websocket
+    (token check, the server's admission, a lasting connection in the library's hub, one
+    message at a time) without a socket or a server thread, like Flask-SocketIO's
+    ``test_client``: broadcasts of other replicas, HTTP ones included, land in ``received``.
+    """
+
+    def __init__(self, client: VerdantTestClient) -> None:
+        self._client = client
+        self._server: SyncServer = client.app.extensions["verdant"]
+        self._sender = self._server.authenticate(client.token)
+        self._server.admit(self._sender.library_id)
+        self._lock = threading.Lock()
+        self._received: list[dict[str, Any]] = []
+        self._closed_by_server = False
+        self._member = self._server.connect(self._sender, self, lasting=True)
+        self.open = True
+
+    # the hub's Connection
+
+    def send(self, payload: str) -> None:
+        with self._lock:
+            self._received.append(json.loads(payload))
+
+    def close(self) -> None:
+        """The server ends the connection (an eviction); the real client would reconnect."""
+        self._closed_by_server = True
+        self.open = False
+
+    # the test's side
+
+    def emit(self, *messages: dict[str, Any]) -> None:
+        """Send messages as frames, one after the other (refusals raise ``VerdantError``)."""
+        if not self.open:
+            raise RuntimeError("the session is closed")
+        for message in messages:
+            self._server.process(self._sender, self._member, [parse_message(message)])
+
+    def get_received(self) -> list[dict[str, Any]]:
+        """Everything the server sent since the last call, in order."""
+        with self._lock:
+            received, self._received = self._received, []
+        return received
+
+    @property
+    def closed_by_server(self) -> bool:
+        return self._closed_by_server
+
+    def disconnect(self) -> None:
+        """The client closes its socket: its replicas leave presence."""
+        if self.open:
+            self.open = False
+            self._server.disconnect(self._sender, self._member)
+
+    def __enter__(self) -> RealtimeTestSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.disconnect()
