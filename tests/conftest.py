@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask_verdant import Verdant
 from flask_verdant.testing import VerdantTestClient
 
 from .helpers import SECRET
+from .realtime_helpers import Harness
 from .redis_server import RedisServer
 
 
@@ -52,3 +54,12 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def harness(make_app: Callable[..., Flask]) -> Iterator[Harness]:
+    """Apps served on real sockets, and websockets to them, closed (sockets first) after."""
+    with ExitStack() as stack:
+        h = Harness(make_app, stack)
+        stack.callback(h.close_sockets)
+        yield h

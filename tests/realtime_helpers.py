@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_verdant.server import SyncServer
+from flask_verdant.testing import VerdantTestClient
 
 
 @contextmanager
@@ -214,3 +215,28 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+Live = tuple[Flask, str]
+
+
+class Harness:
+    """Serves apps and opens sockets; at teardown closes the sockets first, then the servers."""
+
+    def __init__(self, make_app: Callable[..., Flask], stack: ExitStack) -> None:
+        self._make_app = make_app
+        self._stack = stack
+        self.sockets: list[Socket] = []
+
+    def serve(self, config: dict[str, Any] | None = None) -> Live:
+        app = self._make_app(config)
+        return app, self._stack.enter_context(serving(app))
+
+    def connect(self, live: Live, replica: VerdantTestClient, **kw: Any) -> Socket:
+        s = Socket(live[1], replica.token, **kw)
+        self.sockets.append(s)
+        return s
+
+    def close_sockets(self) -> None:
+        for s in self.sockets:
+            s.close()

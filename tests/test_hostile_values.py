@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,8 +20,8 @@ from flask_verdant.testing import VerdantTestClient, of_type
 from flask_verdant.websocket_connection import SocketConnection
 
 from .helpers import dump_database
-from .realtime_helpers import sync_server, wait_for
-from .test_websocket import Harness, client, join
+from .realtime_helpers import Harness, sync_server, wait_for
+from .test_websocket import client, join
 
 SURROGATE = "\ud800"
 
@@ -42,14 +41,6 @@ VERY_DEEP = "@very-deep@"
 
 def deep_text(levels: int = 1000) -> str:
     return '{"a":' * levels + '"bottom"' + "}" * levels
-
-
-@pytest.fixture
-def harness(make_app: Callable[..., Flask]) -> Iterator[Harness]:
-    with ExitStack() as stack:
-        h = Harness(make_app, stack)
-        stack.callback(h.close_sockets)
-        yield h
 
 
 @pytest.fixture

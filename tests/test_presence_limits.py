@@ -4,27 +4,17 @@ update rate; and ``get_library_presence`` shows what peers see."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from flask import Flask
 
 from flask_verdant.presence import PresenceRegistry
 from flask_verdant.server import SyncServer
 from flask_verdant.testing import VerdantTestClient, of_type
 
-from .realtime_helpers import sync_server, wait_for
-from .test_websocket import Harness, client, join
-
-
-@pytest.fixture
-def harness(make_app: Callable[..., Flask]) -> Iterator[Harness]:
-    with ExitStack() as stack:
-        h = Harness(make_app, stack)
-        stack.callback(h.close_sockets)
-        yield h
+from .realtime_helpers import Harness, sync_server, wait_for
+from .test_websocket import client, join
 
 
 def replica(app: Flask, user: str = "mallory", **kw: Any) -> VerdantTestClient:

@@ -4,51 +4,16 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask
 
 from flask_verdant import TokenProvider
 from flask_verdant.testing import VerdantTestClient, of_type
 
-from .realtime_helpers import Socket, serving, sync_server, wait_for
-
-Live = tuple[Flask, str]
-
-
-class Harness:
-    """Serves apps and opens sockets; at teardown closes the sockets first, then the servers."""
-
-    def __init__(self, make_app: Callable[..., Flask], stack: ExitStack) -> None:
-        self._make_app = make_app
-        self._stack = stack
-        self.sockets: list[Socket] = []
-
-    def serve(self, config: dict[str, Any] | None = None) -> Live:
-        app = self._make_app(config)
-        return app, self._stack.enter_context(serving(app))
-
-    def connect(self, live: Live, replica: VerdantTestClient, **kw: Any) -> Socket:
-        s = Socket(live[1], replica.token, **kw)
-        self.sockets.append(s)
-        return s
-
-    def close_sockets(self) -> None:
-        for s in self.sockets:
-            s.close()
-
-
-@pytest.fixture
-def harness(make_app: Callable[..., Flask]) -> Iterator[Harness]:
-    with ExitStack() as stack:
-        h = Harness(make_app, stack)
-        stack.callback(h.close_sockets)
-        yield h
+from .realtime_helpers import Harness, Live, Socket, sync_server, wait_for
 
 
 @pytest.fixture
