@@ -143,7 +143,7 @@ def start(
             _wait_healthy(base, process, set())
             cpu_pids = {"node": process.pid}
         else:
-            children = _children(process.pid, workers)
+            children = _children(process, workers)
             _wait_healthy(base, process, set(children))
             cpu_pids = {f"worker {n}": pid for n, pid in enumerate(children, 1)}
     except BaseException:
@@ -221,10 +221,13 @@ def _wait_healthy(
     raise RuntimeError(f"server at {base} not ready within {timeout} s")
 
 
-def _children(pid: int, count: int, timeout: float = 10.0) -> list[int]:
+def _children(master: subprocess.Popen[bytes], count: int, timeout: float = 10.0) -> list[int]:
     """gunicorn's workers: the master's ``count`` child processes."""
+    pid = master.pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if master.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {master.returncode} before it was ready")
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         if len(children) == count:
             return sorted(int(child) for child in children)
