@@ -2,7 +2,8 @@
 
 Its routes match ``reference_server/host.mjs``, so the load generator drives both servers the same
 way. Configuration: ``VERDANT_DATABASE_FILE`` (required), ``VERDANT_TOKEN_SECRET``,
-``VERDANT_DURABILITY`` and ``VERDANT_MESSAGE_QUEUE`` (several workers share a Redis).
+``VERDANT_DURABILITY``, ``VERDANT_MESSAGE_QUEUE`` (several workers share a Redis) and
+``VERDANT_PRESENCE_UPDATES_PER_SECOND``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ def create_app() -> Flask:
     app = Flask(__name__)
     # "fsync" (the default): acknowledged means on disk, as in the official server.
     app.config["VERDANT_DURABILITY"] = os.environ.get("VERDANT_DURABILITY", "fsync")
-    if os.environ.get("VERDANT_MESSAGE_QUEUE"):
-        app.config["VERDANT_MESSAGE_QUEUE"] = os.environ["VERDANT_MESSAGE_QUEUE"]
+    for name in ("VERDANT_MESSAGE_QUEUE", "VERDANT_PRESENCE_UPDATES_PER_SECOND"):
+        if os.environ.get(name):
+            app.config[name] = os.environ[name]
     Verdant(
         app,
         database_file=database_file,

@@ -112,6 +112,10 @@ def start(
     env = dict(os.environ, VERDANT_DATABASE_FILE=str(database_file), VERDANT_TOKEN_SECRET=SECRET)
     # Equal promises: like the official server's, an acknowledged operation is on disk.
     env["VERDANT_DURABILITY"] = "fsync"
+    # The http workload's pull replicas send a presence update with every poll and poll as fast
+    # as the server answers, hundreds of times a second, far beyond the default rate limit (20
+    # a second per user and library, answered with 429); the official server has no such limit.
+    env["VERDANT_PRESENCE_UPDATES_PER_SECOND"] = "1000000"
     broker = None
     workers = WORKERS.get(kind, 0)
     if kind.endswith("-redis"):
