@@ -1,8 +1,9 @@
 """The app the benchmarks serve with gunicorn: flask-verdant at ``/sync`` plus an ``/auth`` route.
 
 Its routes match ``reference_server/host.mjs``, so the load generator drives both servers the same
-way. Configuration: ``VERDANT_DATABASE_FILE`` (required), ``VERDANT_TOKEN_SECRET`` and
-``VERDANT_DURABILITY``.
+way. Configuration: ``VERDANT_DATABASE_FILE`` (required), ``VERDANT_TOKEN_SECRET``,
+``VERDANT_DURABILITY``, ``VERDANT_MESSAGE_QUEUE`` (several workers share a Redis) and
+``VERDANT_PRESENCE_UPDATES_PER_SECOND``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def create_app() -> Flask:
     app = Flask(__name__)
     # "fsync" (the default): acknowledged means on disk, as in the official server.
     app.config["VERDANT_DURABILITY"] = os.environ.get("VERDANT_DURABILITY", "fsync")
+    for name in ("VERDANT_MESSAGE_QUEUE", "VERDANT_PRESENCE_UPDATES_PER_SECOND"):
+        if os.environ.get(name):
+            app.config[name] = os.environ[name]
     Verdant(
         app,
         database_file=database_file,
@@ -41,6 +45,7 @@ def create_app() -> Flask:
 
     @app.get("/health")
     def health() -> Any:
-        return jsonify(ok=True)
+        # The worker's pid: the runner waits until every worker has answered.
+        return jsonify(ok=True, pid=os.getpid())
 
     return app

@@ -5,6 +5,10 @@ machine's disk, where both servers make every acknowledged operation durable fir
 server with ``synchronous=FULL`` in every commit, flask-verdant with its group commit's fsync of
 the WAL, ``VERDANT_DURABILITY=fsync``), ``tmpfs`` in ``/dev/shm``, where a commit costs no disk
 flush and the servers' CPU costs stand alone.
+
+A step runs against the servers its ``kinds`` name: the official Node server and one flask-verdant
+worker always, and the fan-out steps also against flask-verdant with a Redis message queue, one
+worker and two (``benchmarks/servers.py`` says how each is pinned).
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 STORAGES = {"disk": None, "tmpfs": "/dev/shm"}
+NAMES = {
+    "official": "official 2.1.2",
+    "flask": "flask-verdant",
+    "flask-redis": "flask-verdant w1+Redis",
+    "flask-w2-redis": "flask-verdant w2+Redis",
+}
+PAIR = ("official", "flask")
+ALL_KINDS = tuple(NAMES)
 
 
 @dataclass(frozen=True)
@@ -20,14 +32,21 @@ class Step:
     workload: str
     options: dict[str, int] = field(default_factory=dict)
     storages: tuple[str, ...] = ("disk", "tmpfs")
+    kinds: tuple[str, ...] = PAIR
 
 
 FULL = (
-    Step("fanout", "fanout", {"libraries": 8, "replicas": 4, "duration": 15, "warmup": 3}),
+    Step(
+        "fanout",
+        "fanout",
+        {"libraries": 8, "replicas": 4, "duration": 15, "warmup": 3},
+        kinds=ALL_KINDS,
+    ),
     Step(
         "fanout-paced",
         "fanout",
         {"libraries": 8, "replicas": 4, "think-ms": 1000, "duration": 10, "warmup": 2},
+        kinds=ALL_KINDS,
     ),
     Step("http", "http", {"libraries": 4, "replicas": 4, "duration": 10, "warmup": 2}),
     Step("initial", "initial", {"operations": 20_000, "batch": 100, "joins": 3}),
@@ -43,7 +62,18 @@ MOST_SOCKETS = max(int(step.options.get("sockets", 0)) for step in FULL)
 
 QUICK = (
     Step(
-        "fanout", "fanout", {"libraries": 4, "replicas": 3, "duration": 4, "warmup": 1}, ("disk",)
+        "fanout",
+        "fanout",
+        {"libraries": 4, "replicas": 3, "duration": 4, "warmup": 1},
+        ("disk",),
+        ALL_KINDS,
+    ),
+    Step(
+        "fanout-paced",
+        "fanout",
+        {"libraries": 4, "replicas": 3, "think-ms": 1000, "duration": 5, "warmup": 1},
+        ("disk",),
+        ALL_KINDS,
     ),
     Step("http", "http", {"libraries": 2, "replicas": 3, "duration": 4, "warmup": 1}, ("disk",)),
     Step("initial", "initial", {"operations": 5_000, "batch": 100, "joins": 2}, ("disk",)),

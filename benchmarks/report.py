@@ -7,11 +7,13 @@ better for latencies, times and memory, and above 1 for throughputs.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("official", "flask")
+from .plan import ALL_KINDS, NAMES, PAIR
+
+KINDS = PAIR
 START = "<!-- results:start (written by python -m benchmarks.run) -->"
 END = "<!-- results:end -->"
 
@@ -171,7 +173,101 @@ def _problems(results: list[dict[str, Any]]) -> str:
 
 
 def _name(kind: str) -> str:
-    return "official 2.1.2" if kind == "official" else "flask-verdant"
+    return NAMES[kind]
+
+
+def _cpu_per_op_us(result: dict[str, Any], redis: bool) -> float | None:
+    """CPU microseconds per acknowledged operation over the measured seconds: of the server's own
+    processes (the Node process, or the gunicorn workers), or of Redis."""
+    cpu = result.get("serverCpuSeconds")
+    acked = result.get("acked")
+    if not cpu or not acked:
+        return None
+    chosen = [seconds for role, seconds in cpu.items() if (role == "redis") == redis]
+    return sum(chosen) / acked * 1e6 if chosen else None
+
+
+def _cores_busy(result: dict[str, Any]) -> float | None:
+    cpu = result.get("serverCpuSeconds")
+    if not cpu or not result.get("seconds"):
+        return None
+    busy: float = sum(s for role, s in cpu.items() if role != "redis")
+    return busy / float(result["seconds"])
+
+
+@dataclass(frozen=True)
+class Row:
+    step: str
+    label: str
+    value: Callable[[dict[str, Any]], float | None]
+
+
+def _at(*path: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda result: _value(result, path)
+
+
+WORKER_ROWS = (
+    Row("fanout", "acked ops/s (closed loop)", _at("ackedOpsPerSecond")),
+    Row("fanout", "server-ack p50 ms", _at("serverAckMs", "p50")),
+    Row("fanout", "op to every peer p50 ms", _at("everyPeerMs", "p50")),
+    Row("fanout", "op to every peer p99 ms", _at("everyPeerMs", "p99")),
+    Row(
+        "fanout", "server CPU us per acked op (Node / workers)", lambda r: _cpu_per_op_us(r, False)
+    ),
+    Row("fanout", "Redis CPU us per acked op", lambda r: _cpu_per_op_us(r, True)),
+    Row("fanout", "server cores busy (Node / workers)", _cores_busy),
+    Row("fanout-paced", "acked ops/s", _at("ackedOpsPerSecond")),
+    Row("fanout-paced", "server-ack p50 ms", _at("serverAckMs", "p50")),
+    Row("fanout-paced", "op to every peer p50 ms", _at("everyPeerMs", "p50")),
+    Row("fanout-paced", "op to every peer p99 ms", _at("everyPeerMs", "p99")),
+)
+
+
+def _row_median(records: Iterable[Record], kind: str, row: Row, storage: str) -> float | None:
+    chosen = (r for r in records if (r.kind, r.step, r.storage) == (kind, row.step, storage))
+    values = [v for r in chosen if (v := row.value(r.result)) is not None]
+    return statistics.median(values) if values else None
+
+
+def workers_table(records: list[Record], storage: str) -> str | None:
+    """The fan-out steps against every server, Redis message queue included, then the Redis
+    hop's added latency: paced p50 of one worker with Redis minus one worker without."""
+    kinds = [k for k in ALL_KINDS if any(r.kind == k for r in records)]
+    if not any(k.endswith("-redis") for k in kinds):
+        return None
+    lines = [
+        f"| workload | metric | {' | '.join(_name(k) for k in kinds)} |",
+        f"| --- | --- |{' ---: |' * len(kinds)}",
+    ]
+    for row in WORKER_ROWS:
+        values = [_row_median(records, kind, row, storage) for kind in kinds]
+        if all(v is None for v in values):
+            continue
+        cells = " | ".join(_number(v) for v in values)
+        lines.append(f"| {row.step} | {row.label} | {cells} |")
+    lines += ["", *_redis_hop(records, storage)]
+    return "\n".join(lines)
+
+
+def _redis_hop(records: list[Record], storage: str) -> list[str]:
+    found = []
+    hop_rows = [
+        ("fanout-paced", "op to every peer p50 ms"),
+        ("fanout-paced", "server-ack p50 ms"),
+        ("fanout", "op to every peer p50 ms"),
+    ]
+    for row in (r for key in hop_rows for r in WORKER_ROWS if (r.step, r.label) == key):
+        without, with_redis = (
+            _row_median(records, kind, row, storage) for kind in ("flask", "flask-redis")
+        )
+        if without is None or with_redis is None or not without:
+            continue
+        found.append(
+            f"- Redis hop, {row.step} {row.label.replace(' ms', '')}: "
+            f"{with_redis - without:+.3g} ms (w1+Redis {_number(with_redis)} / w1 "
+            f"{_number(without)} ms = {with_redis / without:.2f})"
+        )
+    return found
 
 
 def render(records: list[Record], machine: dict[str, str], command: str, seconds: float) -> str:
@@ -188,6 +284,10 @@ def render(records: list[Record], machine: dict[str, str], command: str, seconds
     for storage in storages:
         place = "temporary directory on disk" if storage == "disk" else "/dev/shm (tmpfs)"
         parts += ["", f"### Databases in a {place}", "", metrics_table(records, storage)]
+    for storage in storages:
+        workers = workers_table(records, storage)
+        if workers is not None:
+            parts += ["", f"### Several workers with Redis, fan-out ({storage})", "", workers]
     parts += ["", "### Every operation delivered exactly once?", "", delivery_table(records)]
     return "\n".join(parts)
 

@@ -1,11 +1,13 @@
 """Measure flask-verdant and the official server side by side and write BENCHMARKS.md.
 
-    python -m benchmarks.run            # full comparison, about 10 minutes; writes BENCHMARKS.md
-    python -m benchmarks.run --quick    # about 1 minute; prints the table only
+    python -m benchmarks.run            # full comparison, about 15 minutes; writes BENCHMARKS.md
+    python -m benchmarks.run --quick    # about 2 minutes; prints the table only
 
 Each measurement gets a fresh database and a freshly started server pinned to CPU 0, with the
-load generator (Node, ``benchmarks/loadgen``) pinned to CPU 1; the two servers take turns on every
-step of every round (A B A B), so drift in the machine's load falls on both alike.
+load generator (Node, ``benchmarks/loadgen``) pinned to CPU 1; the servers take turns on every
+step of every round (A B A B), so drift in the machine's load falls on all alike. The fan-out
+steps also run flask-verdant with a Redis message queue (one and two workers; Redis, and the
+second worker, share CPU 1 with the generator).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import machine, report, servers
-from .plan import FULL, QUICK, STORAGES, Step
+from .plan import ALL_KINDS, FULL, QUICK, STORAGES, Step
 
 LOADGEN = servers.ROOT / "benchmarks" / "loadgen" / "main.mjs"
 
@@ -40,10 +42,17 @@ def run_workload(
         argv += [f"--{name}", str(value)]
     if step.workload == "idle":
         argv += ["--server-pid", str(server.pid)]
+    roles = list(server.cpu_pids)
+    if step.workload == "fanout" and roles:
+        argv += ["--cpu-pids", ",".join(str(server.cpu_pids[role]) for role in roles)]
     completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if completed.returncode != 0:
         raise RuntimeError(f"{step.key} against {server.name} failed:\n{completed.stderr}")
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    ticks = result.pop("serverCpuTicks", None)
+    if ticks:  # CPU seconds of each server process during the measured seconds, by role
+        tick = os.sysconf("SC_CLK_TCK")
+        result["serverCpuSeconds"] = {role: n / tick for role, n in zip(roles, ticks, strict=True)}
     return result
 
 
@@ -55,14 +64,16 @@ def measure(
     for round_number in range(rounds):
         for step in steps:
             for storage in step.storages:
-                for kind in kinds:
+                for kind in (k for k in step.kinds if k in kinds):
                     label = f"round {round_number + 1} {step.key} ({storage}) {kind}"
                     print(f"{label} ...", file=sys.stderr, flush=True)
                     directory = Path(
                         tempfile.mkdtemp(prefix="verdant-bench-", dir=STORAGES[storage])
                     )
                     log = logs / f"{kind}-{step.key}-{storage}-{round_number + 1}.log"
-                    server = servers.start(kind, directory / "db.sqlite3", server_cpu, log)
+                    server = servers.start(
+                        kind, directory / "db.sqlite3", server_cpu, log, spare_cpu=generator_cpu
+                    )
                     try:
                         result = run_workload(server, step, generator_cpu)
                     finally:
@@ -78,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="short workloads, one round")
     parser.add_argument("--rounds", type=int, help="rounds per server (default 2, quick 1)")
-    parser.add_argument("--only", choices=["official", "flask"], help="measure one server")
+    parser.add_argument(
+        "--only", action="append", choices=ALL_KINDS, metavar="KIND",
+        help=f"measure only this server (repeatable): {', '.join(ALL_KINDS)}",
+    )  # fmt: skip
     parser.add_argument(
         "--step", action="append", metavar="KEY",
         help="run only this step of the plan (repeatable), e.g. --step idle-10k",
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no step {', '.join(sorted(unknown))} in this plan")
         steps = tuple(step for step in steps if step.key in args.step)
     rounds = args.rounds or (1 if args.quick else 2)
-    kinds = [args.only] if args.only else ["official", "flask"]
+    kinds = args.only or list(ALL_KINDS)
     write = (not args.quick) if args.write is None else args.write
 
     servers.ensure_installed()

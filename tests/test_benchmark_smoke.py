@@ -37,3 +37,23 @@ def test_every_operation_arrives_once(server: servers.RunningServer, step: Step)
     assert not result.get("heartbeatsLost")
     assert not result.get("failedRequests")
     assert result.get("drained", True)
+
+
+def test_two_workers_with_redis_deliver_every_operation_once(
+    tmp_path: Path,
+) -> None:
+    """The runner's several-workers server: two gunicorn workers and a redis-server it starts.
+    Replicas of one library connect to either worker; the fan-out must still be exactly once,
+    with the server's CPU time reported per worker and for Redis."""
+    server = servers.start("flask-w2-redis", tmp_path / "db.sqlite3", None, tmp_path / "server.log")
+    try:
+        result = run_workload(server, SMOKE[0], cpu=None, timeout=60)
+    finally:
+        server.stop()
+    delivery = result["delivery"]
+    assert delivery["operations"] > 0
+    assert (delivery["lost"], delivery["duplicated"], delivery["unknown"]) == (0, 0, 0)
+    assert not result.get("disconnected")
+    assert result.get("drained", True)
+    assert set(result["serverCpuSeconds"]) == {"worker 1", "worker 2", "redis"}
+    assert server.broker is not None and server.broker.poll() is not None  # stopped with it

@@ -2,15 +2,16 @@
 // in flight per replica, the next sent when the server-ack for the last one arrives (after an
 // optional think time, drawn uniformly from 0.5-1.5 times --think-ms, as people type at no fixed
 // beat). Measures acked ops/s, server-ack latency, and the time from sending an operation until
-// every other replica of its library has received it.
+// every other replica of its library has received it. With --cpu-pids, also the CPU ticks those
+// processes (the server's) used during the measured seconds.
 import { DocumentWriter, keyOf } from './documents.mjs';
 import { HybridClock, nodeId } from './hlc.mjs';
 import { fetchToken, openAll, SocketReplica } from './replica.mjs';
 import { Ledger, summarize } from './stats.mjs';
-import { collectHeartbeats, messageCounts, sleep, waitUntil } from './util.mjs';
+import { collectHeartbeats, cpuTicks, messageCounts, sleep, waitUntil } from './util.mjs';
 
 export async function fanout(options) {
-  const { base, libraries, replicas: perLibrary, duration, warmup, thinkMs, run } = options;
+  const { base, libraries, replicas: perLibrary, duration, warmup, thinkMs, cpuPids, run } = options;
   const ledger = new Ledger();
   const inFlight = new Map(); // key -> {sentAt, remaining, measured}
   const ackLatencies = [];
@@ -71,11 +72,13 @@ export async function fanout(options) {
   // With a think time, writers start at random moments so that they do not write in lockstep.
   for (const replica of all) setTimeout(() => write(replica), Math.random() * thinkMs);
   await sleep(warmup * 1000);
+  const ticksBefore = await cpuTicks(cpuPids);
   measuring = true;
   const started = performance.now();
   await sleep(duration * 1000);
   measuring = false;
   const elapsed = (performance.now() - started) / 1000;
+  const ticksAfter = await cpuTicks(cpuPids);
   stopped = true;
   const cpu = process.cpuUsage(cpuBefore);
   const drained = await waitUntil(() => inFlight.size === 0, 15_000);
@@ -89,6 +92,8 @@ export async function fanout(options) {
     thinkMs,
     seconds: elapsed,
     ackedOpsPerSecond: acked / elapsed,
+    acked,
+    serverCpuTicks: ticksAfter.map((ticks, i) => ticks - ticksBefore[i]),
     serverAckMs: summarize(ackLatencies),
     everyPeerMs: summarize(peerLatencies),
     heartbeatMs: summarize(collectHeartbeats(all)),

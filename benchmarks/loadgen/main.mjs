@@ -26,6 +26,7 @@ const { positionals, values } = parseArgs({
     'group-size': { type: 'string', default: '10' },
     'heartbeat-ms': { type: 'string', default: '15000' },
     'server-pid': { type: 'string' },
+    'cpu-pids': { type: 'string', default: '' },
   },
 });
 
@@ -50,6 +51,7 @@ const result = await workloads[name]({
   groupSize: number('group-size'),
   heartbeatMs: number('heartbeat-ms'),
   serverPid: values['server-pid'] ? Number(values['server-pid']) : null,
+  cpuPids: values['cpu-pids'] ? values['cpu-pids'].split(',').map(Number) : [],
 });
 process.stdout.write(JSON.stringify(result) + '\n');
 process.exit(0);

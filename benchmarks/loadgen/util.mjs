@@ -31,3 +31,16 @@ export async function rssKib(pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
 }
+
+/** CPU time (user + system, in clock ticks) each process has used so far, from /proc/<pid>/stat
+ * (all of a process's threads). The runner converts ticks to seconds. */
+export async function cpuTicks(pids) {
+  return Promise.all(
+    pids.map(async (pid) => {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) start at its closing parenthesis.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    }),
+  );
+}
