@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -72,6 +74,8 @@ def _tolerant(default: Callable[[], T]) -> Callable[[Callable[..., T]], Callable
 
     return decorate
 
+
+_REFRESHED_ENTRIES = 100_000  # replicas whose last refresh a process remembers
 
 _USER = "\u0000user\u0000"  # stands for the user id, which only the script knows
 
@@ -158,6 +162,9 @@ class RedisPresence:
         self._worker_id = worker_id
         self._dead_after = dead_after_seconds
         self._channel = channel
+        # When this process last pushed back each replica's expiry (``refresh``), bounded.
+        self._refreshed: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._refreshed_lock = threading.Lock()
         self._remove = client.register_script(_REMOVE)
         self._claim = client.register_script(_CLAIM)
         self._expiry = f"{namespace}:presence:expiry"
@@ -215,8 +222,26 @@ class RedisPresence:
         departures = self._remove_all(library_id, [replica_id], "any", "")
         return departures[0] if departures else None
 
-    @_tolerant(lambda: None)
     def refresh(self, library_id: str, replica_id: str, now: float) -> None:
+        """Push the replica's expiry back, at most once a third of the keepalive.
+
+        Every message refreshes its replica, and a round trip to Redis per message was most of
+        the cost of the message queue (BENCHMARKS.md); an entry refreshed a moment ago gains
+        nothing from it. So an entry may expire up to a third of the keepalive early.
+        """
+        key = (library_id, replica_id)
+        with self._refreshed_lock:
+            last = self._refreshed.get(key)
+            if last is not None and now - last < self.keepalive_seconds / 3:
+                return
+            self._refreshed[key] = now
+            self._refreshed.move_to_end(key)
+            while len(self._refreshed) > _REFRESHED_ENTRIES:
+                self._refreshed.popitem(last=False)
+        self._refresh(library_id, replica_id, now)
+
+    @_tolerant(lambda: None)
+    def _refresh(self, library_id: str, replica_id: str, now: float) -> None:
         self._redis.zadd(
             self._expiry, {_member(library_id, replica_id): now + self.keepalive_seconds}, xx=True
         )

@@ -168,3 +168,23 @@ def test_a_disconnecting_replica_leaves_at_once(make_store: MakeStore) -> None:
     assert departure is not None and (departure.library_id, departure.user_id) == ("lib", "alice")
     assert store.remove("lib", "r1") is None
     assert store.peers("lib") == {}
+
+
+def test_refreshes_reach_redis_at_most_once_a_third_of_the_keepalive(
+    shared_redis: RedisServer,
+) -> None:
+    """Every message refreshes its replica; Redis hears of it only when it matters."""
+    client = redis.Redis(port=shared_redis.port)
+    namespace = f"test-{secrets.token_hex(4)}"
+    store = RedisPresence(client, namespace, 30, partial(str, "w"))
+    with_entries(store, ("lib", "r1", "alice"), now=0)
+    expiry = f"{namespace}:presence:expiry"
+    member = json.dumps(["lib", "r1"])
+    store.refresh("lib", "r1", now=1)
+    assert client.zscore(expiry, member) == 31
+    store.refresh("lib", "r1", now=5)  # within a third of the keepalive: not sent
+    assert client.zscore(expiry, member) == 31
+    store.refresh("lib", "r1", now=12)
+    assert client.zscore(expiry, member) == 42
+    assert store.sweep(now=41) == []
+    assert store.sweep(now=43) == [Departure("lib", "r1", "alice", announced=False)]
