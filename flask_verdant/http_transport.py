@@ -149,6 +149,10 @@ def _disconnect_probe(environ: Mapping[str, Any]) -> Callable[[], bool]:
         try:
             readable, _, _ = select.select([sock], [], [], 0)
             return bool(readable) and not sock.recv(1, socket.MSG_PEEK)
+        except ValueError:
+            # select() cannot watch a descriptor above 1023 (a worker with that many clients):
+            # the request is then held until its wait ends or a broadcast arrives.
+            return False
         except OSError:
             return True
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from flask import Flask
 
-from flask_verdant.http_transport import preferred_wait
+from flask_verdant.http_transport import _disconnect_probe, preferred_wait
 from flask_verdant.testing import VerdantTestClient, of_type
 
 from .realtime_helpers import serving, sync_server, wait_for
@@ -165,3 +165,14 @@ def test_a_held_request_ends_cleanly_when_its_client_disconnects(
     listening(live, 0)
     assert time.monotonic() - closed_at < 2.0
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_a_held_request_on_a_descriptor_past_1023_is_not_taken_for_gone() -> None:
+    """select() cannot watch such a descriptor; a busy worker has them. The probe must not fail."""
+
+    class HighDescriptor:
+        def fileno(self) -> int:
+            return 5000
+
+    probe = _disconnect_probe({"werkzeug.socket": HighDescriptor()})
+    assert probe() is False
