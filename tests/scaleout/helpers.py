@@ -68,7 +68,24 @@ def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> 
         return states[0] if all(s == states[0] for s in states) else None
 
     def describe() -> str:
-        return "\n".join(f"{c.name} {c.status()}: {json.dumps(c.read())[:800]}" for c in clients)
+        """Each client's status and how its documents differ from the first client's."""
+        states = {c.name: {d["id"]: d for d in c.read()} for c in clients}
+        first = next(iter(states.values()))
+        lines = []
+        for client in clients:
+            docs = states[client.name]
+            missing = sorted(set(first) - set(docs))
+            extra = sorted(set(docs) - set(first))
+            differ = [
+                (key, first[key], docs[key])
+                for key in first
+                if docs.get(key, first[key]) != first[key]
+            ]
+            lines.append(
+                f"{client.name} {client.status()}: {len(docs)} docs; missing {missing}; "
+                f"extra {extra}; differing {json.dumps(differ)[:1500]}"
+            )
+        return "\n".join(lines)
 
     result: list[Doc] = wait_until(
         converged, timeout, message=lambda: "replicas did not converge\n" + describe()
