@@ -101,6 +101,12 @@ class SocketConnection:
                 # A close frame's reason is at most 123 bytes.
                 reason = reason.encode()[:123].decode(errors="ignore")
                 data = self._protocol.send(CloseConnection(code=code, reason=reason))
+        self._write_goodbye(data)
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def _write_goodbye(self, data: bytes) -> None:
+        """Write a close frame if the socket is free and takes it now; a goodbye is best effort."""
         if data and self._writing.acquire(blocking=False):
             try:
                 self._write_now(data)
@@ -108,8 +114,6 @@ class SocketConnection:
                 pass
             finally:
                 self._writing.release()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_WR)
 
     def abort(self) -> None:
         """Cut the socket off at once; the read loop sees the end and cleans up."""
@@ -293,13 +297,7 @@ class SocketConnection:
                 self._closed = True
                 self._backlog.clear()
                 self._unwritten = 0
-            if data and self._writing.acquire(blocking=False):
-                try:
-                    self._write_now(data)
-                except OSError:
-                    pass
-                finally:
-                    self._writing.release()
+            self._write_goodbye(data)
         return True
 
 
