@@ -18,22 +18,12 @@ from flask_verdant import TokenProvider
 from flask_verdant.testing import HybridClock
 from tests.interop.conftest import TOKEN_SECRET
 from tests.interop.driver import Client, NodeDriver, wait_until
+from tests.interop.test_realtime_mode import make_doc as make_doc  # the same documents
 
 from .cluster import Cluster
 
 Doc = dict[str, Any]
 CONVERGE_TIMEOUT = 30.0
-
-
-def make_doc(prefix: str, i: int) -> Doc:
-    """A document of the interop schema (``tests/interop/js``)."""
-    return {
-        "id": f"{prefix}-{i:02d}",
-        "title": f"{prefix} item {i}",
-        "done": False,
-        "tags": [],
-        "meta": {"count": i, "note": "", "nested": {"flag": False}},
-    }
 
 
 def open_on(
