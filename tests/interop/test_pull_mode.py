@@ -226,9 +226,17 @@ def test_offline_edits_merge_after_reconnect(
 
 
 def test_new_replica_joins_non_empty_library(
-    live_server: LiveServer, node_driver: NodeDriver
+    live_server: LiveServer, node_driver: NodeDriver, request: pytest.FixtureRequest
 ) -> None:
     """A replica joining after data exists receives all of it, then syncs normally."""
+    if node_driver.store_version.startswith("5."):
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="open (issue 11): about half the full runs, a 5.5.0 pull newcomer keeps "
+                "one document written before its first sync that the others never get",
+                strict=False,
+            )
+        )
     library = "join"
     a = open_online(node_driver, live_server, "a", "alice", library)
     b = open_online(node_driver, live_server, "b", "bob", library)
