@@ -210,6 +210,8 @@ class LiveServer:
                 "--chdir", str(SERVER_ROOT),
                 "--graceful-timeout", "3",
                 "--access-logfile", "-",
+                # The time each request took, so a failure shows a slow answer.
+                "--access-logformat", '%(t)s "%(r)s" %(s)s %(B)s %(M)sms',
                 "--error-logfile", "-",
                 *self.gunicorn_args,
                 "tests.interop.server_app:create_app()",
