@@ -97,10 +97,16 @@ def _fold_document(
             result.quarantined.append(oid)
             return
     stored = to_stored_snapshot(snapshot)
+    # Unknown stays unknown: a baseline from before schema 10 may fold any operation.
+    newest = max(operation.server_order for operation in operations)
+    folded: int | None = newest
+    if baseline is not None:
+        previous = baseline.folded_server_order
+        folded = None if previous is None else max(previous, newest)
     if stored is None:
         tx.delete_baseline(library_id, oid)
     else:
-        tx.replace_baseline(library_id, oid, stored, operations[-1].timestamp, key)
+        tx.replace_baseline(library_id, oid, stored, operations[-1].timestamp, key, folded)
     tx.delete_operations(library_id, [operation.server_order for operation in operations])
     result.folded_operations += len(operations)
     result.documents.append(oid)

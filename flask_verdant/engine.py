@@ -177,7 +177,12 @@ class SyncEngine:
             operations = tx.operations_json_after(
                 library_id, replica.acked_server_order, sender.user_id
             )
-            baselines = tx.baselines_json_after(library_id, changes_since, sender.user_id)
+            baselines = tx.baselines_json_after(
+                library_id,
+                changes_since,
+                sender.user_id,
+                received_server_order=replica.acked_server_order,
+            )
 
         acked_timestamp = m.timestamp
         if pull and not m.since_is_null and status == "existing" and replica.last_sync_timestamp:
@@ -216,7 +221,12 @@ class SyncEngine:
         operations = tx.operations_json_after(
             library_id, replica.acked_server_order, sender.user_id
         )
-        baselines = tx.baselines_json_after(library_id, replica.acked_logical_time, sender.user_id)
+        baselines = tx.baselines_json_after(
+            library_id,
+            replica.acked_logical_time,
+            sender.user_id,
+            received_server_order=replica.acked_server_order,
+        )
         inserted = self._store_history(tx, sender, m)
         tx.advance_acked_logical_time(library_id, m.replica_id, m.timestamp)
         tx.record_sync(library_id, m.replica_id, m.timestamp, False)

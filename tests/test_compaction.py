@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -240,3 +242,48 @@ def test_each_operation_is_folded_as_its_author_folds_it(
 ) -> None:
     """Store 3.x clients never remove a file ref with list-remove; store 5.x clients do."""
     assert remove_file_from_list(make_app, send) == folded
+
+
+def test_a_replica_reset_after_a_document_is_deleted_gets_no_stale_baseline_of_it(
+    replica: Replica, app: Flask
+) -> None:
+    """A newcomer was sent a document's creation and deletion; a later compaction that folds
+    only the creation must not send it that half-folded baseline, which store 5.x would take
+    as the document brought back (docs/protocol.md, "Baselines after a reset")."""
+    alice = replica("alice")
+    alice.sync(operations=[init(alice, "items/d", {"id": "d"})])
+    catch_up(alice)
+    between = alice.clock.now()
+    alice.op(alice.operation("items/d", {"op": "delete"}))
+
+    carol = replica("carol")
+    (reset,) = of_type(carol.sync(), "sync-resp")
+    assert reset["overwriteLocalData"] is True
+    assert [op["data"]["op"] for op in reset["operations"]] == ["initialize", "delete"]
+    carol.ack(nonce=reset["ackThisNonce"])
+    (answer,) = of_type(alice.sync(since="known", resync_all=False), "sync-resp")
+    alice.ack(nonce=answer["ackThisNonce"])
+    alice.ack(timestamp=between)
+
+    assert server_of(app).compact("lib").folded_operations == 1, "the creation alone"
+    assert info(app)["baselinesCount"] == 1
+    (after,) = of_type(carol.sync(since=reset["ackedTimestamp"], resync_all=False), "sync-resp")
+    assert after["baselines"] == [] and after["operations"] == []
+
+
+def test_a_baseline_whose_folded_operations_are_unknown_is_still_sent_after_a_reset(
+    replica: Replica, app: Flask, database_file: str
+) -> None:
+    alice = replica("alice")
+    alice.sync(operations=[init(alice, "items/d", {"id": "d"})])
+    catch_up(alice)
+    carol = replica("carol")
+    (reset,) = of_type(carol.sync(), "sync-resp")
+    carol.ack(nonce=reset["ackThisNonce"])
+    catch_up(alice)
+    assert server_of(app).compact("lib").folded_operations == 1
+    # as a baseline written before schema 10 recorded what it folded
+    with closing(sqlite3.connect(database_file)) as connection, connection:
+        connection.execute("UPDATE baselines SET foldedServerOrder = NULL")
+    (after,) = of_type(carol.sync(since=reset["ackedTimestamp"], resync_all=False), "sync-resp")
+    assert [baseline["oid"] for baseline in after["baselines"]] == ["items/d"]

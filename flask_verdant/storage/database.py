@@ -596,13 +596,28 @@ class Transaction:
 
     # baselines
 
-    def baselines_json_after(self, library_id: str, timestamp: str | None, reader: str) -> RawJSON:
-        """Baselines newer than ``timestamp`` (all if None) that the user ``reader`` may read,
-        as the JSON array a sync answer holds: ``{oid, snapshot, timestamp, authz?}`` in time
-        order, built by sqlite (see ``OperationsJSON``).
+    def baselines_json_after(
+        self,
+        library_id: str,
+        timestamp: str | None,
+        reader: str,
+        *,
+        received_server_order: int = 0,
+    ) -> RawJSON:
+        """Baselines newer than ``timestamp`` that the user ``reader`` may read, as the JSON
+        array a sync answer holds: ``{oid, snapshot, timestamp, authz?}`` in time order, built
+        by sqlite (see ``OperationsJSON``).
+
+        Without a ``timestamp``, every baseline that folds an operation above
+        ``received_server_order`` (or whose folded operations are not known): a replica that
+        was sent every operation up to that order can fold the rest itself.
         """
-        newer = "AND timestamp > ?" if timestamp else ""
-        parameters = (library_id, timestamp) if timestamp else (library_id,)
+        if timestamp:
+            newer = "AND timestamp > ?"
+            parameters: tuple[object, ...] = (library_id, timestamp)
+        else:
+            newer = "AND (foldedServerOrder IS NULL OR foldedServerOrder > ?)"
+            parameters = (library_id, received_server_order)
         row = self._db.execute(
             f"""SELECT json_group_array(CASE WHEN authz IS NULL
                           THEN json_object('oid', oid, 'snapshot', json(snapshot),
@@ -618,7 +633,7 @@ class Transaction:
 
     def get_baseline(self, library_id: str, oid: str) -> BaselineRow | None:
         row = self._db.execute(
-            """SELECT oid, snapshot, timestamp, authz FROM baselines
+            """SELECT oid, snapshot, timestamp, authz, foldedServerOrder FROM baselines
                WHERE libraryId = ? AND oid = ?""",
             (library_id, oid),
         ).fetchone()
@@ -627,12 +642,19 @@ class Transaction:
         return BaselineRow._make(row)
 
     def replace_baseline(
-        self, library_id: str, oid: str, snapshot: Any, timestamp: str, authz: str | None = None
+        self,
+        library_id: str,
+        oid: str,
+        snapshot: Any,
+        timestamp: str,
+        authz: str | None = None,
+        folded_server_order: int | None = None,
     ) -> None:
         self._db.execute(
-            """INSERT OR REPLACE INTO baselines (libraryId, oid, snapshot, timestamp, authz)
-               VALUES (?, ?, ?, ?, ?)""",
-            (library_id, oid, json_codec.dumps(snapshot), timestamp, authz),
+            """INSERT OR REPLACE INTO baselines
+                   (libraryId, oid, snapshot, timestamp, authz, foldedServerOrder)
+               VALUES (?, ?, ?, ?, ?, ?)""",
+            (library_id, oid, json_codec.dumps(snapshot), timestamp, authz, folded_server_order),
         )
 
     def delete_baseline(self, library_id: str, oid: str) -> None:

@@ -51,6 +51,8 @@ class BaselineRow(NamedTuple):
     snapshot_json: str | None
     timestamp: str
     authz: str | None = None
+    # The highest server order folded into it; None when not known.
+    folded_server_order: int | None = None
 
     @property
     def snapshot(self) -> Any:

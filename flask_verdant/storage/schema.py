@@ -149,6 +149,12 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (libraryId, fileId)
         ) WITHOUT ROWID""",
     ],
+    # 10: the highest server order a baseline folded (NULL: not known, written before this
+    #     version). A replica that was sent every operation up to that order needs no copy of
+    #     the baseline (docs/protocol.md, "Baselines after a reset").
+    [
+        "ALTER TABLE baselines ADD COLUMN foldedServerOrder INTEGER",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
