@@ -6,7 +6,7 @@ receives, the server holds no connection or presence of the departed clients, an
 heap (``tracemalloc``) is as large as after the warm-up, within a small bound. Resident memory
 is reported but only loosely bounded: sqlite's page caches and the allocator's per-thread arenas
 grow with the database and the thread count, not with time. ``VERDANT_SOAK_SECONDS`` (default
-90) sets the length; about 1800 is the long run.
+50) sets the length; about 1800 is the long run.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .realtime_helpers import Closed, Socket, serving, sync_server, wait_for
 
 pytestmark = pytest.mark.slow
 
-SECONDS = float(os.environ.get("VERDANT_SOAK_SECONDS", "90"))
+SECONDS = float(os.environ.get("VERDANT_SOAK_SECONDS", "50"))
 REALTIME_CLIENTS = 4
 PULL_CLIENTS = 3
 # Growth allowed between the end of the warm-up and the end of the run.
