@@ -18,7 +18,7 @@ from flask_verdant import TokenProvider, Verdant
 
 def create_app() -> Flask:
     database_file = os.environ["VERDANT_DATABASE_FILE"]
-    secret = os.environ.get("VERDANT_TOKEN_SECRET", "interop-secret")
+    secret = os.environ.get("VERDANT_TOKEN_SECRET", "interop-secret-of-32-bytes-or-more")
     app = Flask(__name__)
     # "fsync" (the default): acknowledged means on disk, as in the official server.
     app.config["VERDANT_DURABILITY"] = os.environ.get("VERDANT_DURABILITY", "fsync")

@@ -6,13 +6,13 @@
 //   POST /test-admin/evict/<lib>   -> server.evictLibrary
 //   GET  /test-admin/info/<lib>    -> server.getLibraryInfo
 // Configuration: VERDANT_DATABASE_FILE (default ./reference.sqlite3), VERDANT_TOKEN_SECRET
-// (default "interop-secret"), PORT (default 0 = chosen by the OS), HOST (default 127.0.0.1).
+// (default "interop-secret-of-32-bytes-or-more"), PORT (default 0 = chosen by the OS), HOST (default 127.0.0.1).
 // Prints one line `listening on http://HOST:PORT` when ready.
 import { createServer } from 'node:http';
 import { Server, TokenProvider, ReplicaType } from '@verdant-web/server';
 
 const databaseFile = process.env.VERDANT_DATABASE_FILE || './reference.sqlite3';
-const secret = process.env.VERDANT_TOKEN_SECRET || 'interop-secret';
+const secret = process.env.VERDANT_TOKEN_SECRET || 'interop-secret-of-32-bytes-or-more';
 const host = process.env.HOST || '127.0.0.1';
 const port = Number(process.env.PORT || 0);
 const verbose = process.env.VERDANT_REFERENCE_LOG === '1';

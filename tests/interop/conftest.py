@@ -40,7 +40,7 @@ from .driver import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-TOKEN_SECRET = "interop-secret"
+TOKEN_SECRET = "interop-secret-of-32-bytes-or-more"
 TARGET = os.environ.get("VERDANT_INTEROP_TARGET", "flask")
 # Where gunicorn imports flask_verdant and tests.interop.server_app from (default: this checkout).
 # Point it at an extracted commit (git archive) to test a snapshot while the tree is being edited.

@@ -7,7 +7,7 @@ Started by the ``live_server`` fixture as::
 It uses only flask-verdant's public API. Configuration comes from the environment:
 
 - ``VERDANT_DATABASE_FILE``: the sqlite file (required);
-- ``VERDANT_TOKEN_SECRET``: the token secret (default ``interop-secret``);
+- ``VERDANT_TOKEN_SECRET``: the token secret (default ``interop-secret-of-32-bytes-or-more``);
 - ``VERDANT_FILE_ROOT``: optional, a directory for ``LocalFileStorage`` (no file storage without);
 - every other ``VERDANT_*`` variable becomes app config, so tests can shorten the presence
   keepalive, the truancy, the file lifecycle or the compaction delay.
@@ -35,7 +35,7 @@ from flask import Flask, jsonify, request
 
 from flask_verdant import LocalFileStorage, TokenProvider, Verdant
 
-DEFAULT_SECRET = "interop-secret"
+DEFAULT_SECRET = "interop-secret-of-32-bytes-or-more"
 
 
 # Environment variables the factory reads itself; every other VERDANT_* one is app config.
