@@ -369,6 +369,7 @@ class SyncEngine:
         tx.note_file_references(library_id, _file_references(inserted))
         envelopes: list[Envelope] = []
         if inserted:
+            _warn_if_older_than_global_ack(tx, library_id, m.replica_id, inserted)
             envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         if pull:
             # Pull rules R3 and R4: a pull client would take a server-ack as proof that edits
@@ -553,3 +554,25 @@ def _omit_none(message: dict[str, Any]) -> dict[str, Any]:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+def _warn_if_older_than_global_ack(
+    tx: Transaction, library_id: str, replica_id: str, inserted: list[dict[str, Any]]
+) -> None:
+    """Say so when an operation arrives below the global ack already sent.
+
+    A client acknowledges what it receives while its own edits of the last moments may still
+    wait in its batch; the global ack can then pass them, and replicas that already folded
+    their history apply them out of order (docs/protocol.md, "The global ack").
+    """
+    global_ack = tx.stored_global_ack(library_id)
+    oldest = min(operation["timestamp"] for operation in inserted)
+    if global_ack is not None and oldest < global_ack:
+        logger.warning(
+            "Library %s: replica %s sent an operation older than the global ack (%s < %s); "
+            "replicas that already compacted may apply it out of order",
+            library_id,
+            replica_id,
+            oldest,
+            global_ack,
+        )

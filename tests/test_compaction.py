@@ -287,3 +287,22 @@ def test_a_baseline_whose_folded_operations_are_unknown_is_still_sent_after_a_re
         connection.execute("UPDATE baselines SET foldedServerOrder = NULL")
     (after,) = of_type(carol.sync(since=reset["ackedTimestamp"], resync_all=False), "sync-resp")
     assert [baseline["oid"] for baseline in after["baselines"]] == ["items/d"]
+
+
+def test_an_operation_older_than_the_global_ack_is_logged(
+    replica: Replica, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An edit that waited in its client's batch while the client acknowledged newer ones
+    arrives below the global ack (docs/protocol.md, "The global ack"): the log says so."""
+    alice, bob = replica("alice"), replica("bob")
+    alice.sync(operations=[init(alice, "items/a", {"id": "a"})])
+    bob.sync()
+    batched = bob.operation("items/a", {"op": "set", "name": "late", "value": True})
+    catch_up(alice, bob)
+    with caplog.at_level("WARNING", logger="flask_verdant"):
+        bob.op(bob.operation("items/a", {"op": "set", "name": "on-time", "value": True}))
+        assert not caplog.records
+        bob.op(batched)
+    (record,) = caplog.records
+    assert "older than the global ack" in record.getMessage()
+    assert bob.replica_id in record.getMessage()
