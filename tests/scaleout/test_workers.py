@@ -206,6 +206,11 @@ def test_operations_and_presence_reach_every_peer_once_across_three_workers(
     wait_presence_complete(stayers)
 
 
+@pytest.mark.xfail(
+    reason="open (issue 10): once in a full run, two store 3.2.1 clients on surviving workers "
+    "each lacked one document of the other for 30 s while the 3.6.3 clients had all",
+    strict=False,
+)
 def test_kill_9_of_a_worker_mid_burst_loses_nothing(
     make_cluster: MakeCluster, redis_server: RedisServer, drivers: dict[str, NodeDriver]
 ) -> None:
