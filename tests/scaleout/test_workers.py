@@ -71,7 +71,18 @@ def wait_all_hold(clients: list[Client], ids: set[str], timeout: float = CONVERG
         held = {c.name: {d["id"] for d in c.read()} for c in clients}
         return {name: sorted(ids - docs) for name, docs in held.items() if ids - docs}
 
-    wait_until(lambda: not missing(), timeout, message=lambda: f"missing: {missing()}")
+    def explain() -> str:
+        # A query that lags the client's own store reads differently from a document the
+        # client never received: ask each client for each missing document by id as well.
+        lacking = missing()
+        by_id = {
+            name: {doc_id: clients_by_name[name].get(doc_id) is not None for doc_id in doc_ids}
+            for name, doc_ids in lacking.items()
+        }
+        return f"missing from findAll: {lacking}; found by get(id): {by_id}"
+
+    clients_by_name = {c.name: c for c in clients}
+    wait_until(lambda: not missing(), timeout, message=explain)
 
 
 def stored(cluster: Cluster, library: str, doc_id: str) -> bool:
