@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from flask_verdant.testing import VerdantTestClient, of_type
+
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 
 
@@ -30,3 +32,12 @@ def dump_database(path: str) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         connection.close()
+
+
+def catch_up(*clients: VerdantTestClient) -> None:
+    """Each replica pulls, acknowledges what it got and moves its clock past it."""
+    for client in clients:
+        (response,) = of_type(client.sync(since="known", resync_all=False), "sync-resp")
+        if "ackThisNonce" in response:
+            client.ack(nonce=response["ackThisNonce"])
+        client.ack(timestamp=client.clock.now())

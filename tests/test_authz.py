@@ -14,6 +14,7 @@ from flask import Flask
 from flask_verdant import LocalFileStorage, authz
 from flask_verdant.testing import VerdantTestClient, of_type
 
+from .helpers import catch_up
 from .realtime_helpers import Socket, serving, sync_server
 
 
@@ -84,11 +85,7 @@ def test_compaction_keeps_a_private_baseline_private(app: Flask) -> None:
         ]
     )
     bob.sync()
-    for client in (alice, bob, alice, bob):
-        (response,) = of_type(client.sync(since="known", resync_all=False), "sync-resp")
-        if "ackThisNonce" in response:
-            client.ack(nonce=response["ackThisNonce"])
-        client.ack(timestamp=client.clock.now())
+    catch_up(alice, bob, alice, bob)
     assert sync_server(app).compact("lib").folded_operations == 3
     assert oids(replica(app, "carol").sync(), "baselines") == {"items/open"}
     mine = of_type(replica(app, "alice").sync(), "sync-resp")[0]["baselines"]

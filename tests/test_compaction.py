@@ -15,21 +15,14 @@ from flask_verdant import Verdant
 from flask_verdant.server import SyncServer
 from flask_verdant.testing import VerdantTestClient, of_type
 
+from .helpers import catch_up
+
 Replica = Callable[..., VerdantTestClient]
 
 
 def server_of(app: Flask) -> SyncServer:
     server: SyncServer = app.extensions["verdant"]
     return server
-
-
-def catch_up(*clients: VerdantTestClient) -> None:
-    """Each replica pulls, acknowledges what it got and moves its clock past it."""
-    for client in clients:
-        (response,) = of_type(client.sync(since="known", resync_all=False), "sync-resp")
-        if "ackThisNonce" in response:
-            client.ack(nonce=response["ackThisNonce"])
-        client.ack(timestamp=client.clock.now())
 
 
 def info(app: Flask) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from flask import Flask
 
 from flask_verdant.testing import VerdantTestClient
 
-from .helpers import SECRET, dump_database
-from .test_compaction import catch_up, init
+from .helpers import SECRET, catch_up, dump_database
+from .test_compaction import init
 
 CHILD = textwrap.dedent(
     """

@@ -13,6 +13,8 @@ from flask import Flask
 
 from flask_verdant.testing import VerdantTestClient, of_type
 
+from .helpers import catch_up
+
 Replica = Callable[..., VerdantTestClient]
 
 
@@ -113,11 +115,7 @@ def test_a_resent_folded_operation_is_not_applied_twice(replica: Replica, app: F
     push = alice.operation("items/a:list", {"op": "list-push", "value": "once"})
     alice.sync(operations=[init(alice, "items/a:list", []), push])
     bob.sync()
-    for client in (alice, bob, alice, bob):
-        (response,) = of_type(client.sync(since="x", resync_all=False), "sync-resp")
-        if "ackThisNonce" in response:
-            client.ack(nonce=response["ackThisNonce"])
-        client.ack(timestamp=client.clock.now())
+    catch_up(alice, bob, alice, bob)
     server = app.extensions["verdant"]
     assert server.compact("lib").folded_operations == 2
     alice.op(push)
