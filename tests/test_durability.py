@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -37,6 +38,18 @@ class HeldSync:
         self.started.set()
         assert self.release.wait(10), "the test never released the sync"
         os.fsync(fd)
+
+
+def post_messages(
+    address: str, replica: VerdantTestClient, *messages: dict[str, Any]
+) -> requests.Response:
+    """One real HTTP sync request of ``replica`` (the test client's own ``post`` is in-process)."""
+    return requests.post(
+        f"http://{address}/sync",
+        json={"messages": list(messages)},
+        headers={"Authorization": f"Bearer {replica.token}"},
+        timeout=30,
+    )
 
 
 @pytest.fixture
@@ -79,13 +92,7 @@ def test_http_answers_wait_and_share_one_fsync(live: tuple[Flask, str]) -> None:
 
     def push(index: int, replica: VerdantTestClient) -> None:
         op = replica.operation(f"items/{index}:x", {"op": "set", "name": "n", "value": index})
-        response = requests.post(
-            f"http://{address}/sync",
-            json={"messages": [replica.op_message(op)]},
-            headers={"Authorization": f"Bearer {replica.token}"},
-            timeout=30,
-        )
-        answers[index] = response.status_code
+        answers[index] = post_messages(address, replica, replica.op_message(op)).status_code
 
     first = threading.Thread(target=push, args=(0, replicas[0]))
     first.start()
@@ -163,12 +170,7 @@ def test_killing_a_gunicorn_worker_in_a_burst_loses_nothing_acknowledged(
         # gunicorn starts a new worker; what it serves is what the file holds.
         wait_for(lambda: server.worker_pids() and server.worker_pids()[0] != worker, timeout=30)
         bob = VerdantTestClient(signer, library_id="burst", user_id="bob")
-        response = requests.post(
-            f"http://{server.address}/sync",
-            json={"messages": [bob.sync_message()]},
-            headers={"Authorization": f"Bearer {bob.token}"},
-            timeout=30,
-        )
+        response = post_messages(server.address, bob, bob.sync_message())
         (answer,) = [m for m in response.json()["messages"] if m["type"] == "sync-resp"]
         stored = {operation["timestamp"] for operation in answer["operations"]}
         assert len(acked) >= 200 and len(sent) > len(acked)
@@ -210,13 +212,7 @@ def test_an_http_answer_holds_what_others_committed_while_it_waited_for_its_fsyn
 
     def push(name: str, replica: VerdantTestClient) -> None:
         op = replica.operation(f"items/{name}:x", {"op": "set", "name": "n", "value": name})
-        response = requests.post(
-            f"http://{address}/sync",
-            json={"messages": [replica.op_message(op)]},
-            headers={"Authorization": f"Bearer {replica.token}"},
-            timeout=30,
-        )
-        answers[name] = response.json()["messages"]
+        answers[name] = post_messages(address, replica, replica.op_message(op)).json()["messages"]
 
     first = threading.Thread(target=push, args=("alice", alice))
     first.start()
