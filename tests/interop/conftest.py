@@ -83,7 +83,7 @@ def pytest_runtest_makereport(
     return report
 
 
-def _failed(request: pytest.FixtureRequest) -> bool:
+def failed_in(request: pytest.FixtureRequest) -> bool:
     node = request.node
     return any(
         getattr(getattr(node, f"rep_{when}", None), "failed", False) for when in ("setup", "call")
@@ -329,7 +329,7 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live
         yield server
     finally:
         server.stop()
-        if _failed(request):
+        if failed_in(request):
             print(server.log_tail())
 
 
@@ -358,7 +358,7 @@ def node_driver(
     try:
         yield driver
     finally:
-        close_driver(driver, _failed(request))
+        close_driver(driver, failed_in(request))
 
 
 def close_driver(driver: NodeDriver, failed: bool) -> None:

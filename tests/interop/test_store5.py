@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import LiveServer
+from .conftest import LiveServer, close_driver, failed_in
 from .driver import Client, NodeDriver, wait_until
 from .test_consistency import server_snapshot
 from .test_files import FileServer, file_id_of, file_spec, files  # noqa: F401 (a fixture)
@@ -38,8 +38,10 @@ def _fast_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def drivers(driver_bundles: dict[str, Path]) -> Iterator[dict[str, NodeDriver]]:
-    """One Node process per store version, opened on first use."""
+def drivers(
+    driver_bundles: dict[str, Path], request: pytest.FixtureRequest
+) -> Iterator[dict[str, NodeDriver]]:
+    """One Node process per store version, opened on first use; traces printed on failure."""
     opened: dict[str, NodeDriver] = {}
 
     class Drivers(dict[str, NodeDriver]):
@@ -51,8 +53,7 @@ def drivers(driver_bundles: dict[str, Path]) -> Iterator[dict[str, NodeDriver]]:
         yield Drivers()
     finally:
         for driver in opened.values():
-            driver.close()
-            print(driver.stderr_tail(80))
+            close_driver(driver, failed_in(request))
 
 
 def open_in(

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.interop.conftest import (  # noqa: F401 (fixtures and the report hook, reused)
-    _failed,
     close_driver,
     driver_bundles,
+    failed_in,
     pytest_runtest_makereport,
 )
 from tests.interop.driver import NodeDriver
@@ -37,7 +37,7 @@ def redis_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Red
         yield server
     finally:
         server.stop()
-        if _failed(request):
+        if failed_in(request):
             print(server.log_tail())
 
 
@@ -73,7 +73,7 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Mak
     finally:
         for cluster in clusters:
             cluster.stop()
-        if _failed(request):
+        if failed_in(request):
             for cluster in clusters:
                 print(cluster.log_tail())
 
@@ -90,6 +90,6 @@ def drivers(
             opened[version] = NodeDriver(version)
         yield opened
     finally:
-        failed = _failed(request)
+        failed = failed_in(request)
         for driver in opened.values():
             close_driver(driver, failed)
