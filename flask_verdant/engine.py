@@ -106,9 +106,15 @@ class SyncEngine:
             _refuse_others(sender, owners)
 
     def handle(
-        self, sender: TokenInfo, message: ClientMessage, *, pull: bool = False
+        self,
+        sender: TokenInfo,
+        message: ClientMessage,
+        *,
+        pull: bool = False,
+        connection: str | None = None,
     ) -> list[Envelope]:
-        """Apply one message; ``pull`` marks one that came in an HTTP request (see above)."""
+        """Apply one message; ``pull`` marks one that came in an HTTP request (see above),
+        ``connection`` the websocket it came on (``presence.PresenceStore.claim``)."""
         now = self._clock()
         if isinstance(message, HeartbeatMessage):
             if message.replica_id:
@@ -122,7 +128,7 @@ class SyncEngine:
             return self._handle_presence_update(sender, message, now)
         if isinstance(message, DisconnectingMessage):
             # The replica leaves now, not when the socket's close is noticed.
-            departure = self.presence.remove(sender.library_id, message.replica_id)
+            departure = self.presence.remove(sender.library_id, message.replica_id, connection)
             if departure is None or departure.announced:
                 return []
             return [Broadcast(departure.message(), include_sender=False)]

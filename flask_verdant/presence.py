@@ -6,9 +6,10 @@ while one of them leaves, and makes "this user's last replica went" exact, so ex
 
 A replica's entry may be owned by the websocket it last spoke on. Such an entry does not expire:
 the socket is the proof of life (the server pings it, and a socket that stops answering is
-closed), and realtime clients only speak every 15 s. Closing the socket removes what it owns, but
-not an entry the replica has since refreshed over a newer socket or HTTP: a client reconnects at
-once, often before the server notices that the old socket died.
+closed), and realtime clients only speak every 15 s. Closing the socket (or a ``disconnecting``
+sent on it) removes what it owns, but not an entry the replica has since refreshed over a newer
+socket or HTTP: a client reconnects at once, often before the server has handled the old
+socket's last message or noticed that it died.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ class PresenceStore(Protocol):
         """Merge the fields a client sent (``presence``, ``internal``) into its replica's entry
         and return the ``UserInfo`` to broadcast."""
 
-    def remove(self, library_id: str, replica_id: str) -> Departure | None:
-        """The replica leaves now (``disconnecting``)."""
+    def remove(self, library_id: str, replica_id: str, owner: str | None) -> Departure | None:
+        """The replica leaves now (``disconnecting`` on connection ``owner``), unless it has
+        since spoken on another connection: the message of a closing socket may be handled
+        after the replica's first message on its new one."""
 
     def refresh(self, library_id: str, replica_id: str, now: float) -> None: ...
 
@@ -155,8 +158,11 @@ class PresenceRegistry:
                 entry.owner = owner
                 entry.expires_at = now + self.keepalive_seconds
 
-    def remove(self, library_id: str, replica_id: str) -> Departure | None:
+    def remove(self, library_id: str, replica_id: str, owner: str | None) -> Departure | None:
         with self._lock:
+            entry = self._libraries.get(library_id, {}).get(replica_id)
+            if entry is None or entry.owner != owner:
+                return None
             return self._remove(library_id, replica_id)
 
     def release(self, library_id: str, owner: str) -> list[Departure]:
@@ -165,7 +171,7 @@ class PresenceRegistry:
             owned = [
                 replica_id
                 for replica_id, entry in self._libraries.get(library_id, {}).items()
-                if entry.owner is owner
+                if entry.owner == owner
             ]
             departures = [self._remove(library_id, replica_id) for replica_id in owned]
         return [departure for departure in departures if departure is not None]

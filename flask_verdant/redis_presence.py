@@ -218,8 +218,8 @@ class RedisPresence:
         pipe.execute()
 
     @_tolerant(_no_departure)
-    def remove(self, library_id: str, replica_id: str) -> Departure | None:
-        departures = self._remove_all(library_id, [replica_id], "any", "")
+    def remove(self, library_id: str, replica_id: str, owner: str | None) -> Departure | None:
+        departures = self._remove_all(library_id, [replica_id], "owner", owner or "")
         return departures[0] if departures else None
 
     def refresh(self, library_id: str, replica_id: str, now: float) -> None:

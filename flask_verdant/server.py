@@ -191,14 +191,16 @@ class SyncServer:
                     started = time.perf_counter()
                     if isinstance(message, _WRITES):
                         with self.database.write() as tx:
-                            envelopes = self.engine.handle(sender, message, pull=pull)
+                            envelopes = self.engine.handle(
+                                sender, message, pull=pull, connection=owner
+                            )
                             stored = time.perf_counter()
                             replies += self._publish(library_id, member, envelopes)
                             if isinstance(message, SyncMessage) and member.lasting:
                                 # Its answer holds everything up to here (``Hub.deliver``).
                                 member.saw(tx.last_server_order(library_id))
                     else:
-                        envelopes = self.engine.handle(sender, message, pull=pull)
+                        envelopes = self.engine.handle(sender, message, pull=pull, connection=owner)
                         stored = time.perf_counter()
                         replies += self._publish(library_id, member, envelopes)
                     self.events.handled(sender, message, envelopes, pull, started, stored)

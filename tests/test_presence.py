@@ -39,9 +39,9 @@ def registry_with(*entries: tuple[str, str, str], now: float = 0.0) -> PresenceR
 
 def test_a_user_leaves_only_with_their_last_replica() -> None:
     registry = registry_with(("lib", "phone", "bob"), ("lib", "laptop", "bob"))
-    assert registry.remove("lib", "phone") is None
-    assert registry.remove("lib", "laptop") == Departure("lib", "laptop", "bob")
-    assert registry.remove("lib", "laptop") is None
+    assert registry.remove("lib", "phone", None) is None
+    assert registry.remove("lib", "laptop", None) == Departure("lib", "laptop", "bob")
+    assert registry.remove("lib", "laptop", None) is None
     assert len(registry) == 0
 
 

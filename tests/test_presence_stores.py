@@ -164,10 +164,27 @@ def test_a_disconnecting_replica_leaves_at_once(make_store: MakeStore) -> None:
     store = make_store("w")
     with_entries(store, ("lib", "r1", "alice"))
     store.claim("lib", "r1", "w:1", 0)
-    departure = store.remove("lib", "r1")
+    departure = store.remove("lib", "r1", "w:1")
     assert departure is not None and (departure.library_id, departure.user_id) == ("lib", "alice")
-    assert store.remove("lib", "r1") is None
+    assert store.remove("lib", "r1", "w:1") is None
     assert store.peers("lib") == {}
+
+
+def test_a_disconnecting_from_a_connection_the_replica_left_is_stale(
+    make_store: MakeStore,
+) -> None:
+    """The replica reconnected and spoke on its new socket before the old one's last message
+    was handled: it is still here."""
+    store = make_store("w")
+    with_entries(store, ("lib", "r1", "alice"))
+    store.claim("lib", "r1", "w:1", 0)
+    store.claim("lib", "r1", "w:2", 1)
+    assert store.remove("lib", "r1", "w:1") is None
+    assert store.remove("lib", "r1", None) is None
+    assert set(store.peers("lib")) == {"alice"}
+    store.claim("lib", "r1", None, 2)  # then it polled over HTTP
+    assert store.remove("lib", "r1", "w:2") is None
+    assert store.remove("lib", "r1", None) is not None
 
 
 def test_refreshes_reach_redis_at_most_once_a_third_of_the_keepalive(

@@ -359,6 +359,27 @@ def test_a_stale_socket_closing_after_a_reconnect_does_not_report_the_replica_go
     assert "bob" in sync_server(live[0]).presence.peers("lib")
 
 
+def test_a_stale_sockets_disconnecting_handled_after_a_reconnect_is_ignored(
+    harness: Harness, live: Live
+) -> None:
+    """Store 5.x sends ``disconnecting`` before it closes a socket; the server may handle it
+    after the replica's first messages on its new socket (seen in CI: the peer stayed gone)."""
+    alice, bob = client(live, "alice"), client(live, "bob")
+    a = harness.connect(live, alice)
+    join(a, alice)
+    old = harness.connect(live, bob)
+    join(old, bob)
+    new = harness.connect(live, bob)
+    join(new, bob)
+    old.send({"type": "disconnecting", "replicaId": bob.replica_id, "reason": "closing"})
+    old.close()
+    _no_offline_for(a, alice, 0.3)
+    assert "bob" in sync_server(live[0]).presence.peers("lib")
+    new.send({"type": "disconnecting", "replicaId": bob.replica_id, "reason": "closing"})
+    offline = [m for m in a.receive_until("presence-offline") if m["type"] == "presence-offline"]
+    assert offline == [{"type": "presence-offline", "replicaId": bob.replica_id, "userId": "bob"}]
+
+
 def test_the_server_pings_and_drops_a_socket_that_never_answers(harness: Harness) -> None:
     live = harness.serve({"VERDANT_WEBSOCKET_PING_SECONDS": 0.5})
     alice, ghost = client(live, "alice"), client(live, "ghost")
