@@ -328,6 +328,10 @@ class Client:
         """All documents as plain JSON, deep, sorted by id."""
         return list(self._call("read"))
 
+    def count(self) -> int:
+        """How many documents the client holds; cheaper than :meth:`read` on a large library."""
+        return int(self._call("count"))
+
     # status and presence
     def status(self) -> dict[str, Any]:
         status = dict(self._call("status"))
