@@ -1,4 +1,5 @@
-"""What the runner measures: each step is one load generator workload with its options.
+"""What the runner measures: each step is one load generator workload with its options (or
+``newcomer``: real ``@verdant-web/store`` clients, ``benchmarks/newcomer.py``).
 
 A step runs on every storage it names: ``disk`` puts the databases in a temporary directory on the
 machine's disk, where both servers make every acknowledged operation durable first (the official
@@ -55,6 +56,8 @@ FULL = (
     Step(
         "idle-10k", "idle", {"sockets": 10_000, "group-size": 10, "heartbeat-ms": 15_000}, ("disk",)
     ),
+    # real @verdant-web/store clients instead of the load generator (benchmarks/newcomer.py)
+    Step("newcomer", "newcomer", {"documents": 2000, "batch": 50}),
 )
 
 # The most websockets a step holds open to one server at once.

@@ -34,10 +34,16 @@ LOADGEN = servers.ROOT / "benchmarks" / "loadgen" / "main.mjs"
 def run_workload(
     server: servers.RunningServer, step: Step, cpu: int | None, timeout: float | None = None
 ) -> dict[str, Any]:
-    """Run one load generator workload against a running server; its JSON result."""
+    """Run one workload against a running server; its JSON result. The load generator runs
+    them all but ``newcomer``, which drives real store clients (``benchmarks/newcomer.py``)."""
     if timeout is None:  # 5 minutes, and more for many sockets (a token and an upgrade each)
         timeout = 300.0 + 0.2 * int(step.options.get("sockets", 0))
-    argv = [*servers.pinned(cpu), "node", str(LOADGEN), step.workload, "--base", server.base]
+    if step.workload == "newcomer":  # real store clients, driven from Python
+        argv = [*servers.pinned(cpu), sys.executable, "-m", "benchmarks.newcomer"]
+        argv += ["--base", server.base, "--timeout", str(timeout)]
+        timeout *= 4  # its own timeout bounds each of its three waits; and the offline writes
+    else:
+        argv = [*servers.pinned(cpu), "node", str(LOADGEN), step.workload, "--base", server.base]
     for name, value in step.options.items():
         argv += [f"--{name}", str(value)]
     if step.workload == "idle":
@@ -45,7 +51,9 @@ def run_workload(
     roles = list(server.cpu_pids)
     if step.workload == "fanout" and roles:
         argv += ["--cpu-pids", ",".join(str(server.cpu_pids[role]) for role in roles)]
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    completed = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, cwd=servers.ROOT
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"{step.key} against {server.name} failed:\n{completed.stderr}")
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
