@@ -299,3 +299,54 @@ def test_an_operation_older_than_the_global_ack_is_logged(
     (record,) = caplog.records
     assert "older than the global ack" in record.getMessage()
     assert bob.replica_id in record.getMessage()
+
+
+def nonce_ack(client: VerdantTestClient, nonce: str) -> dict[str, Any]:
+    return {"type": "ack", "replicaId": client.replica_id, "nonce": nonce, "timestamp": "0"}
+
+
+def test_a_lone_websocket_writers_history_is_folded_while_it_stays_connected(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A websocket client never receives its own operations back, so only the answers to its
+    sync and its ops can tell that it holds them: with one writer, nothing else ever would
+    (the newcomer benchmark kept all 8,000 of a lone writer's operations unfolded)."""
+    app = make_app(disable_rebasing=True)
+    alice = VerdantTestClient(app, library_id="lib", user_id="alice")
+    with alice.connect() as session:
+        session.emit(
+            alice.sync_message(
+                operations=[init(alice, "items/a", {"id": "a", "n": 0})],
+                baselines=[
+                    {"oid": "items/b", "timestamp": alice.clock.now(), "snapshot": {"id": "b"}}
+                ],
+            )
+        )
+        (answer,) = of_type(session.get_received(), "sync-resp")
+        assert answer["operations"] == [] and answer["globalAckTimestamp"]
+        session.emit(nonce_ack(alice, answer["ackThisNonce"]))
+        assert server_of(app).compact("lib").folded_operations == 2
+        # the global ack passes an operation once its writer's clock has moved past it
+        session.emit(alice.op_message(set_field(alice, "items/a", "n", 1)))
+        session.emit(alice.op_message(set_field(alice, "items/a", "n", 2)))
+        assert len(of_type(session.get_received(), "server-ack")) == 2
+        assert server_of(app).compact("lib").folded_operations == 1
+    assert info(app)["operationsCount"] == 1
+
+
+def test_a_writer_that_has_not_received_everything_holds_back_its_own_operations(
+    make_app: Callable[..., Flask],
+) -> None:
+    """An op only moves its writer's acknowledgement when the writer held all before it."""
+    app = make_app(disable_rebasing=True)
+    alice, bob = (VerdantTestClient(app, library_id="lib", user_id=user) for user in ("a", "b"))
+    with alice.connect() as a, bob.connect() as b:
+        a.emit(alice.sync_message(operations=[init(alice, "items/a", {"id": "a"})]))
+        a.emit(nonce_ack(alice, of_type(a.get_received(), "sync-resp")[0]["ackThisNonce"]))
+        b.emit(bob.sync_message())
+        b.emit(nonce_ack(bob, of_type(b.get_received(), "sync-resp")[0]["ackThisNonce"]))
+        b.emit(bob.op_message(set_field(bob, "items/a", "by", "bob")))
+        # alice has not acknowledged bob's op: her own next one does not count as all she holds
+        a.emit(alice.op_message(set_field(alice, "items/a", "by", "alice")))
+        replicas = {r["userId"]: r["ackedServerOrder"] for r in info(app)["replicas"]}
+        assert replicas == {"a": 1, "b": 2}
