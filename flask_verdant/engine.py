@@ -276,6 +276,10 @@ class SyncEngine:
         library_id = sender.library_id
         authz.claim(m.operations, sender.user_id)
         authz.claim(m.baselines, sender.user_id)
+        candidates = [baseline for baseline in m.baselines if baseline.get("snapshot") is not None]
+        alone = tx.only_known_to(
+            library_id, m.replica_id, [(b["oid"], b["timestamp"]) for b in candidates]
+        )
         adopted = [
             {
                 "oid": baseline["oid"],
@@ -283,9 +287,8 @@ class SyncEngine:
                 "data": {"op": "initialize", "value": baseline["snapshot"]},
                 **({"authz": baseline["authz"]} if "authz" in baseline else {}),
             }
-            for baseline in m.baselines
-            if baseline.get("snapshot") is not None
-            and tx.only_known_to(library_id, baseline["oid"], m.replica_id, baseline["timestamp"])
+            for baseline, taken in zip(candidates, alone, strict=True)
+            if taken
         ]
         inserted = tx.insert_operations(library_id, m.replica_id, [*m.operations, *adopted])
         tx.note_file_references(library_id, _file_references(inserted))

@@ -3,12 +3,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from flask_verdant.storage import Database
+from flask_verdant.storage.database import Transaction
 from flask_verdant.storage.schema import SCHEMA_VERSION
 from flask_verdant.tokens import ReplicaType
 
@@ -89,6 +90,62 @@ def test_operations_at_or_before_a_baseline_are_not_stored_again(database: Datab
         tx.replace_baseline("l", "a", {"v": 2}, "t2")
         stored = tx.insert_operations("l", "r", [op("a", "t1"), op("a", "t2"), op("a", "t3")])
     assert [operation["timestamp"] for operation in stored] == ["t3"]
+
+
+def test_a_batch_that_repeats_an_operation_stores_it_once(database: Database) -> None:
+    with database.write() as tx:
+        tx.ensure_library("l")
+        stored = tx.insert_operations("l", "r", [op("a", "t1"), op("b", "t2"), op("a", "t1")])
+        assert [o["oid"] for o in stored] == ["a", "b"]
+        assert tx.last_server_order("l") == 2
+
+
+def test_a_baseline_is_only_known_to_its_replica_without_others_edits(database: Database) -> None:
+    with database.write() as tx:
+        tx.ensure_library("l")
+        tx.insert_operations("l", "mine", [op("a", "t1"), op("b", "t1")])
+        tx.insert_operations("l", "other", [op("b", "t2")])
+        tx.replace_baseline("l", "c", {"v": 1}, "t0")
+        keys = [("a", "t5"), ("a", "t1"), ("b", "t5"), ("c", "t5"), ("new", "t5")]
+        assert tx.only_known_to("l", "mine", keys) == [True, False, False, False, True]
+
+
+def _steps(tx: Transaction, call: Callable[[], object]) -> int:
+    """sqlite virtual machine steps (in thousands) that ``call`` takes."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    tx._db.set_progress_handler(count, 1000)
+    try:
+        call()
+    finally:
+        tx._db.set_progress_handler(None, 0)
+    return steps
+
+
+def test_checking_a_syncs_history_costs_per_item_not_per_stored_operation(
+    database: Database,
+) -> None:
+    """A sync's operations and baselines are checked against the library by index: a big
+    library must not make each of them cost a scan of its history (the baseline check once
+    did, which held the library's lock for seconds on a 2,000-document upload)."""
+
+    def cost(history: int) -> int:
+        library = f"l{history}"
+        with database.write() as tx:
+            tx.ensure_library(library)
+            tx.insert_operations(library, "r", [op(f"d{n}", "t1") for n in range(history)])
+            keys = [(f"new{n}", "t2") for n in range(200)]
+            return _steps(tx, lambda: tx.only_known_to(library, "other", keys)) + _steps(
+                tx, lambda: tx.insert_operations(library, "other", [op(*k) for k in keys])
+            )
+
+    small, large = cost(200), cost(8000)
+    assert large <= 2 * small + 5, (small, large)
 
 
 def test_concurrent_writers_get_distinct_contiguous_server_orders(database: Database) -> None:

@@ -452,57 +452,88 @@ class Transaction:
 
         An operation is identified by (oid, timestamp): the timestamp carries the writer's node
         id, so a re-sent or relayed copy is the same operation and is not stored twice. One at
-        or before its document's baseline was already folded into it and is skipped too.
+        or before its document's baseline was already folded into it and is skipped too. The
+        known ones are found in one query and the rest stored in one statement: a first sync
+        may bring a whole offline history (BENCHMARKS.md, newcomer).
         """
         if not operations:
             return []
+        keys = [(operation["oid"], operation["timestamp"]) for operation in operations]
+        known = {
+            index
+            for (index,) in self._db.execute(
+                f"""{_KEYS}
+                   SELECT k.i FROM k
+                   WHERE EXISTS (SELECT 1 FROM operations AS o
+                                 WHERE o.libraryId = ? AND o.oid = k.oid
+                                   AND o.timestamp = k.timestamp)
+                      OR EXISTS (SELECT 1 FROM baselines AS b
+                                 WHERE b.libraryId = ? AND b.oid = k.oid
+                                   AND b.timestamp >= k.timestamp)""",
+                (json_codec.dumps(keys), library_id, library_id),
+            )
+        }
         last = self.last_server_order(library_id)
+        new: set[tuple[str, str]] = set()
         inserted: list[dict[str, Any]] = []
-        for operation in operations:
-            oid, timestamp = operation["oid"], operation["timestamp"]
-            cursor = self._db.execute(
-                """INSERT INTO operations
-                       (libraryId, serverOrder, oid, timestamp, replicaId, data, authz)
-                   SELECT ?, ?, ?, ?, ?, ?, ?
-                   WHERE NOT EXISTS (
-                       SELECT 1 FROM baselines
-                       WHERE libraryId = ? AND oid = ? AND timestamp >= ?)
-                   ON CONFLICT (libraryId, oid, timestamp) DO NOTHING""",
+        rows: list[tuple[Any, ...]] = []
+        for index, (operation, key) in enumerate(zip(operations, keys, strict=True)):
+            if index in known or key in new:
+                continue
+            new.add(key)
+            inserted.append(operation)
+            rows.append(
                 (
                     library_id,
-                    last + len(inserted) + 1,
-                    oid,
-                    timestamp,
+                    last + len(inserted),
+                    *key,
                     replica_id,
                     json_codec.dumps(operation["data"]),
                     operation.get("authz"),
-                    library_id,
-                    oid,
-                    timestamp,
-                ),
+                )
             )
-            if cursor.rowcount:
-                inserted.append(operation)
-        if inserted:
+        if rows:
+            self._db.executemany(
+                """INSERT INTO operations
+                       (libraryId, serverOrder, oid, timestamp, replicaId, data, authz)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                rows,
+            )
             self._db.execute(
                 "UPDATE libraries SET lastServerOrder = ? WHERE id = ?",
                 (last + len(inserted), library_id),
             )
         return inserted
 
-    def only_known_to(self, library_id: str, oid: str, replica_id: str, timestamp: str) -> bool:
-        """Whether a replica's baseline of ``oid`` at ``timestamp`` can hold nothing of others.
+    def only_known_to(
+        self, library_id: str, replica_id: str, keys: list[tuple[str, str]]
+    ) -> list[bool]:
+        """For each of a replica's baselines, as ``(oid, timestamp)``: whether it can hold
+        nothing of others.
 
         True when the server has no baseline of it and every stored operation on it came from
         that replica, none at that very timestamp.
         """
-        row = self._db.execute(
-            """SELECT EXISTS (SELECT 1 FROM baselines WHERE libraryId = ? AND oid = ?)
-                   OR EXISTS (SELECT 1 FROM operations WHERE libraryId = ? AND oid = ?
-                              AND (replicaId != ? OR timestamp = ?))""",
-            (library_id, oid, library_id, oid, replica_id, timestamp),
-        ).fetchone()
-        return not row[0]
+        if not keys:
+            return []
+        shared = {
+            index
+            for (index,) in self._db.execute(
+                f"""{_KEYS}
+                   SELECT k.i FROM k
+                   WHERE EXISTS (SELECT 1 FROM baselines AS b
+                                 WHERE b.libraryId = ? AND b.oid = k.oid)
+                      OR EXISTS (SELECT 1 FROM operations AS o
+                                 -- else sqlite scans the library's whole history
+                                 INDEXED BY operations_by_identity
+                                 WHERE o.libraryId = ? AND o.oid = k.oid AND o.replicaId != ?)
+                      OR EXISTS (SELECT 1 FROM operations AS o
+                                 WHERE o.libraryId = ? AND o.oid = k.oid
+                                   AND o.timestamp = k.timestamp)""",
+                (json_codec.dumps(keys), library_id, library_id, replica_id, library_id),
+            )
+        }
+        return [index not in shared for index in range(len(keys))]
 
     def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
         rows = self._db.execute(
@@ -926,6 +957,10 @@ _READABLE = "(authz IS NULL OR authz = ?)"
 _AUTHOR_MODEL = """COALESCE((SELECT r.patchModel FROM replicas AS r
                             WHERE r.libraryId = o.libraryId AND r.id = o.replicaId),
                            'common2')"""
+# A JSON array of [oid, timestamp] pairs (the one parameter) as rows ``k(i, oid, timestamp)``.
+_KEYS = """WITH k(i, oid, timestamp) AS (
+               SELECT key, json_extract(value, '$[0]'), json_extract(value, '$[1]')
+               FROM json_each(?))"""
 # The columns of an ``OperationRow``, from ``operations AS o``.
 _OPERATION_ROW = f"o.serverOrder, o.replicaId, o.oid, o.timestamp, o.data, o.authz, {_AUTHOR_MODEL}"
 
