@@ -185,7 +185,11 @@ class SyncServer:
         shown: dict[str, Any] | None = None
         with member.answering() as answer:
             with self.locks.hold(library_id):
-                self.engine.check_ownership(sender, messages)
+                if not member.replica_ids.issuperset(
+                    m.replica_id for m in messages if m.replica_id
+                ):
+                    # Bindings are permanent: what this connection spoke for is checked once.
+                    self.engine.check_ownership(sender, messages)
                 self._admit_presence(sender, messages, owner)
                 for message in messages:
                     started = time.perf_counter()
