@@ -18,7 +18,9 @@ de-duplicated, including operations already folded into a baseline.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,10 @@ logger = logging.getLogger("flask_verdant")
 
 _GLOBAL_ACK_TYPES = (ReplicaType.REALTIME, ReplicaType.PUSH)
 _STORE5_NEWCOMERS_LIMIT = 10_000
+# A heartbeat writes "last seen" at most this often per replica (``_heartbeat_touch_due``),
+# remembered for this many replicas.
+_HEARTBEAT_TOUCH_SECONDS = 60.0
+_TOUCHED_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class SyncEngine:
         self._clock = clock
         # store 5.x replicas seen in presence before their first sync (insertion-ordered)
         self._store5_newcomers: dict[tuple[str, str], None] = {}
+        # when a heartbeat last wrote each replica's "last seen" time (least recent first)
+        self._touched: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._touched_lock = threading.Lock()
 
     # intake
 
@@ -117,7 +126,9 @@ class SyncEngine:
         ``connection`` the websocket it came on (``presence.PresenceStore.claim``)."""
         now = self._clock()
         if isinstance(message, HeartbeatMessage):
-            if message.replica_id:
+            if message.replica_id and self._heartbeat_touch_due(
+                sender.library_id, message.replica_id, now
+            ):
                 # A connected replica that only heartbeats is still here: it must not turn
                 # truant and stop holding back compaction of what it has not acknowledged.
                 with self.database.write(durable=False) as tx:
@@ -479,6 +490,25 @@ class SyncEngine:
         elif replica.patch_model != COMMON_3:
             with self.database.write() as tx:
                 tx.set_patch_model(library_id, replica_id, COMMON_3)
+
+    def _heartbeat_touch_due(self, library_id: str, replica_id: str, now: float) -> bool:
+        """Whether a heartbeat should write the replica's "last seen" time.
+
+        Truancy is counted in days, a heartbeat comes every 15 s: one write a minute at most
+        (a hundredth of the truancy time, if that is shorter) keeps it exact enough and takes
+        a write transaction off nearly every heartbeat.
+        """
+        interval = min(_HEARTBEAT_TOUCH_SECONDS, self.settings.replica_truancy_minutes * 0.6)
+        key = (library_id, replica_id)
+        with self._touched_lock:
+            last = self._touched.get(key)
+            if last is not None and now - last < interval:
+                return False
+            self._touched[key] = now
+            self._touched.move_to_end(key)
+            while len(self._touched) > _TOUCHED_LIMIT:
+                self._touched.popitem(last=False)
+        return True
 
     def _refresh_presence(self, sender: TokenInfo, replica_id: str | None, now: float) -> None:
         if replica_id:

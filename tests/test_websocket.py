@@ -237,6 +237,34 @@ def test_a_heartbeat_without_replica_id_keeps_the_sockets_replica_seen(
 # -- refused frames -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("truancy_minutes", [14 * 24 * 60, 0.001])
+def test_heartbeats_write_last_seen_at_most_once_a_hundredth_of_the_truancy_time(
+    harness: Harness, truancy_minutes: float
+) -> None:
+    """At most once a minute by default: a write transaction per heartbeat is most of its cost,
+    and truancy is counted in days (docs/configuration.md)."""
+    live = harness.serve({"VERDANT_REPLICA_TRUANCY_MINUTES": truancy_minutes})
+    alice = client(live, "alice")
+    a = harness.connect(live, alice)
+    join(a, alice)
+
+    def last_seen() -> int:
+        with sync_server(live[0]).database.read() as tx:
+            replica = tx.get_replica("lib", alice.replica_id)
+        assert replica is not None and replica.last_seen_ms is not None
+        return replica.last_seen_ms
+
+    seen = [last_seen()]
+    for _ in range(2):
+        deadline = time.monotonic() + 0.05
+        while time.monotonic() < deadline:  # let the millisecond clock move on
+            pass
+        heartbeat(a, alice)
+        seen.append(last_seen())
+    assert seen[1] > seen[0]  # the first heartbeat writes
+    assert (seen[2] > seen[1]) is (truancy_minutes < 1)
+
+
 def test_a_frame_that_is_not_json_closes_with_1003_and_others_carry_on(
     harness: Harness, live: Live
 ) -> None:
