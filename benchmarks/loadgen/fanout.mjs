@@ -21,6 +21,9 @@ export async function fanout(options) {
   let acked = 0;
 
   const handlers = {
+    baseline(replica, baseline) {
+      ledger.gotBaseline(replica.replicaId, replica.library, baseline.oid, baseline.timestamp);
+    },
     operation(replica, op) {
       const key = keyOf(op);
       if (!ledger.got(replica.replicaId, key)) return;

@@ -96,6 +96,9 @@ class PullReplica {
           this.clock.observe(op.timestamp);
           this.ledger.got(this.replicaId, keyOf(op));
         }
+        for (const baseline of message.baselines) {
+          this.ledger.gotBaseline(this.replicaId, this.library, baseline.oid, baseline.timestamp);
+        }
         this.lastSynced = message.ackedTimestamp;
         if (message.ackThisNonce) {
           const ack = { type: 'ack', replicaId: this.replicaId, timestamp: this.clock.now(), nonce: message.ackThisNonce };

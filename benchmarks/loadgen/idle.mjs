@@ -14,6 +14,9 @@ export async function idle(options) {
   const { base, sockets, groupSize, heartbeatMs, serverPid, run } = options;
   const ledger = new Ledger();
   const handlers = {
+    baseline(replica, baseline) {
+      ledger.gotBaseline(replica.replicaId, replica.library, baseline.oid, baseline.timestamp);
+    },
     operation(replica, op) {
       ledger.got(replica.replicaId, keyOf(op));
     },

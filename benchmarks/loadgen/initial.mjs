@@ -1,7 +1,8 @@
 // Workload (c): a new replica joining a library that holds `operations` operations. A seeding
 // replica writes them over its websocket in op messages of `batch` operations (closed loop on the
-// server-ack) and stays connected, so its unacknowledged history cannot be compacted away; then
-// `joins` new replicas join one after another. Each join is timed from opening the socket until
+// server-ack); a replica that synced once before and went offline keeps that history from being
+// compacted (flask-verdant folds a lone writer's history at once); then `joins` new replicas
+// join one after another. Each join is timed from opening the socket until
 // its sync-resp has been received and parsed, and its size is the sync-resp frame's.
 import { DocumentWriter, keyOf } from './documents.mjs';
 import { HybridClock, nodeId } from './hlc.mjs';
@@ -13,6 +14,9 @@ export async function initial(options) {
   const library = `${run}-initial`;
   const ledger = new Ledger();
   const handlers = {
+    baseline(replica, baseline) {
+      ledger.gotBaseline(replica.replicaId, replica.library, baseline.oid, baseline.timestamp);
+    },
     operation(replica, op) {
       ledger.got(replica.replicaId, keyOf(op));
     },
@@ -20,6 +24,17 @@ export async function initial(options) {
       if (timestamp === replica.awaiting) replica.acked();
     },
   };
+
+  // Not in the ledger: it receives nothing, it only holds history back while it is away.
+  const offline = new SocketReplica({
+    base,
+    token: await fetchToken(base, library, 'offline'),
+    library,
+    replicaId: `${library}-offline`,
+    clock: new HybridClock(nodeId(1000)),
+  });
+  await offline.open();
+  offline.close();
 
   const seederClock = new HybridClock(nodeId(0));
   const seeder = new SocketReplica({

@@ -11,7 +11,8 @@ export async function fetchToken(base, library, user) {
 
 export class SocketReplica {
   /**
-   * handlers: operation(replica, op, via) for each received operation; serverAck(replica, timestamp);
+   * handlers: operation(replica, op, via) for each received operation; baseline(replica, baseline)
+   * for each baseline of a sync-resp; serverAck(replica, timestamp);
    * all optional. `initial` are the operations its first sync carries (they are its local history).
    */
   constructor({ base, token, library, replicaId, clock, handlers = {}, initial = [] }) {
@@ -134,6 +135,7 @@ export class SocketReplica {
     this.everSynced = true;
     this.apply(message.operations, 'sync-resp');
     this.baselinesReceived = (this.baselinesReceived || 0) + message.baselines.length;
+    if (this.handlers.baseline) for (const baseline of message.baselines) this.handlers.baseline(this, baseline);
     if (!this.synced) {
       this.synced = true;
       for (const relay of this.buffered.splice(0)) this.apply(relay.operations, 'op-re');

@@ -22,6 +22,7 @@ export function summarize(samplesMs) {
 export class Ledger {
   constructor() {
     this.written = new Map(); // key -> {library, writer}
+    this.byObject = new Map(); // `${library} ${oid}` -> [{timestamp, key}]
     this.received = new Map(); // replicaId -> Map(key -> count)
     this.members = new Map(); // library -> Set(replicaId)
     this.ownEchoes = 0;
@@ -35,6 +36,22 @@ export class Ledger {
 
   wrote(library, writer, key) {
     this.written.set(key, { library, writer });
+    const [oid, timestamp] = key.split(' ');
+    const object = `${library} ${oid}`;
+    if (!this.byObject.has(object)) this.byObject.set(object, []);
+    this.byObject.get(object).push({ timestamp, key });
+  }
+
+  /**
+   * A baseline in a sync-resp: the server folded the object's operations up to its timestamp
+   * (compaction), so each of them not yet received counts as received once.
+   */
+  gotBaseline(replicaId, library, oid, timestamp) {
+    const seen = this.received.get(replicaId);
+    for (const op of this.byObject.get(`${library} ${oid}`) || []) {
+      if (op.timestamp > timestamp || seen.has(op.key)) continue;
+      if (this.written.get(op.key).writer !== replicaId) seen.set(op.key, 1);
+    }
   }
 
   /** Record one delivery; returns true the first time this replica sees this operation. */
