@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .presence import presence_kind
+
 logger = logging.getLogger("flask_verdant")
 
 
@@ -48,6 +50,13 @@ class Member:
     seen: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _held: list[str] | None = field(default=None, repr=False)
+    # After its sync-resp, departures wait for ``settle`` (``SyncServer._reconcile_presence``):
+    # None, or the peers (user id -> replica id) it was told of meanwhile.
+    _settling: dict[str, str] | None = field(default=None, repr=False)
+    # Which sync-resp the pending ``settle`` belongs to: only the latest one's settles.
+    _settle_generation: int = field(default=0, repr=False)
+    # Replicas ``settle`` reported gone: their own presence-offline, still in flight, is dropped.
+    _announced_gone: set[str] = field(default_factory=set, repr=False)
 
     def saw(self, server_order: int) -> None:
         self.seen = server_order if self.seen is None else max(self.seen, server_order)
@@ -55,10 +64,59 @@ class Member:
     def send(self, payload: str) -> None:
         """A broadcast: held back while the connection awaits the answer to its own message."""
         with self._lock:
+            if not self._passes(payload):
+                return
             if self._held is not None:
                 self._held.append(payload)
                 return
         _send(self.connection, payload)
+
+    def _passes(self, payload: str) -> bool:
+        """Whether a broadcast goes out now (under ``_lock``): see ``start_settling``."""
+        if self._settling is None and not self._announced_gone:
+            return True
+        kind, replica_id, user_id = presence_kind(payload)
+        if kind == "presence-changed":
+            self._announced_gone.discard(replica_id)
+            if self._settling is not None:
+                self._settling[user_id] = replica_id
+        elif kind == "presence-offline":
+            if self._settling is not None:
+                return False
+            if replica_id in self._announced_gone:
+                self._announced_gone.discard(replica_id)
+                return False
+        return True
+
+    def start_settling(self) -> int:
+        """Its client got a sync-resp: departures wait for ``settle``.
+
+        A store client applies the ``peerPresence`` of a ``sync-resp`` (which replaces every
+        peer it knew) only after storing its operations, so presence that arrives meanwhile is
+        applied first and then lost. ``settle`` sends what changed since, and each departure
+        must reach the client once: meanwhile they are held back. Returns the generation to
+        pass to ``settle``.
+        """
+        with self._lock:
+            self._settling = {} if self._settling is None else self._settling
+            self._settle_generation += 1
+            return self._settle_generation
+
+    def settle(
+        self, generation: int, difference: Callable[[dict[str, str]], list[tuple[str, str]]]
+    ) -> None:
+        """Send ``difference(told)``, ``(payload, replica id)`` pairs, and let departures
+        through again; ``told``: the peers announced to it since its sync-resp. Computed under
+        this connection's lock, so no broadcast passes between. Only the settle of its latest
+        sync-resp does anything (the client replaced its peers with that one's)."""
+        with self._lock:
+            if generation != self._settle_generation:
+                return
+            told, self._settling = self._settling or {}, None
+            for payload, replica_id in difference(told):
+                if presence_kind(payload)[0] == "presence-offline":
+                    self._announced_gone.add(replica_id)
+                _send(self.connection, payload)
 
     @contextmanager
     def answering(self) -> Iterator[Callable[[str], None]]:
@@ -83,6 +141,7 @@ class Member:
         finally:
             with self._lock:
                 held, self._held = self._held or [], None
+                held = [payload for payload in held if self._passes(payload)]
             for payload in held:
                 answer(payload)
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import json_codec
+
 
 @dataclass
 class _ReplicaPresence:
@@ -60,6 +62,16 @@ class Departure:
 
     def message(self) -> dict[str, Any]:
         return {"type": "presence-offline", "replicaId": self.replica_id, "userId": self.user_id}
+
+
+def presence_kind(payload: str) -> tuple[str, str, str]:
+    """The type, replica and user of a ``presence-changed`` or ``presence-offline`` broadcast,
+    else empty strings; our JSON begins with the type, so other payloads are not parsed."""
+    if not payload.startswith('{"type":"presence-'):
+        return "", "", ""
+    message = json_codec.loads(payload)
+    user = message.get("userId") or (message.get("userInfo") or {}).get("id")
+    return str(message.get("type")), str(message.get("replicaId")), str(user)
 
 
 class PresenceStore(Protocol):

@@ -46,14 +46,12 @@ _WRITES = (SyncMessage, OpMessage, AckMessage)
 _PRESENCE_SETTLE_SECONDS = 1.0
 
 
-def _peer_presence(
-    envelopes: list[Envelope], shown: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """The ``peerPresence`` of a ``sync-resp`` among these envelopes, else ``shown``."""
+def _peer_presence(envelopes: list[Envelope]) -> dict[str, Any] | None:
+    """The ``peerPresence`` of a ``sync-resp`` among these envelopes, if there is one."""
     for envelope in envelopes:
         if isinstance(envelope, Reply) and envelope.message.get("type") == "sync-resp":
             return dict(envelope.message.get("peerPresence") or {})
-    return shown
+    return None
 
 
 def make_broker(settings: Settings, identity: ProcessIdentity) -> Broker:
@@ -183,6 +181,7 @@ class SyncServer:
         owner = member.id if member.lasting else None
         replies: list[str] = []
         shown: dict[str, Any] | None = None
+        generation = 0
         with member.answering() as answer:
             with self.locks.hold(library_id):
                 if not member.replica_ids.issuperset(
@@ -208,7 +207,10 @@ class SyncServer:
                         stored = time.perf_counter()
                         replies += self._publish(library_id, member, envelopes)
                     self.events.handled(sender, message, envelopes, pull, started, stored)
-                    shown = _peer_presence(envelopes, shown)
+                    answered = _peer_presence(envelopes)
+                    if member.lasting and answered is not None:
+                        shown = answered
+                        generation = member.start_settling()
                     replica_id = message.replica_id
                     if not replica_id:
                         continue
@@ -229,7 +231,7 @@ class SyncServer:
                 answer(reply)
         if member.lasting and shown is not None:
             timer = threading.Timer(
-                _PRESENCE_SETTLE_SECONDS, self._reconcile_presence, (member, shown)
+                _PRESENCE_SETTLE_SECONDS, self._reconcile_presence, (member, generation, shown)
             )
             timer.daemon = True
             timer.start()
@@ -240,30 +242,39 @@ class SyncServer:
         ):
             self.compactions.schedule(library_id)
 
-    def _reconcile_presence(self, member: Member, shown: dict[str, Any]) -> None:
+    def _reconcile_presence(self, member: Member, generation: int, shown: dict[str, Any]) -> None:
         """Tell a websocket client what changed in presence since its ``sync-resp``.
 
         Store clients apply a ``sync-resp``'s ``peerPresence`` (which replaces every peer) only
         after storing its operations, so presence changes that arrive right after it are
         applied first and then lost (docs/protocol.md, "Presence"). After a mass reconnect
         (a restart, a message queue coming back) that happens to many. A moment later the
-        connection gets the difference between what it was shown and what is true now.
+        connection gets the difference between what it was shown and what is true now; the
+        departures meanwhile were held back for it (``Member.start_settling``).
         """
-        if member not in self.hub.members(member.library_id):
-            return
-        current = self.presence.peers(member.library_id)
-        for user_id, info in shown.items():
-            if user_id not in current:
-                departure = Departure(member.library_id, info.get("replicaId", ""), user_id)
-                member.send(json_codec.dumps(departure.message()))
-        for user_id, info in current.items():
-            if shown.get(user_id) != info:
-                changed = {
-                    "type": "presence-changed",
-                    "replicaId": info.get("replicaId"),
-                    "userInfo": info,
-                }
-                member.send(json_codec.dumps(changed))
+        library_id = member.library_id
+
+        def difference(told: dict[str, str]) -> list[tuple[str, str]]:
+            if member not in self.hub.members(library_id):
+                return []
+            current = self.presence.peers(library_id)
+            known = {user_id: str(info.get("replicaId", "")) for user_id, info in shown.items()}
+            messages: list[tuple[str, str]] = []
+            for user_id, replica_id in {**known, **told}.items():
+                if user_id not in current:
+                    departure = Departure(library_id, replica_id, user_id)
+                    messages.append((json_codec.dumps(departure.message()), replica_id))
+            for user_id, info in current.items():
+                if shown.get(user_id) != info:
+                    changed = {
+                        "type": "presence-changed",
+                        "replicaId": info.get("replicaId"),
+                        "userInfo": info,
+                    }
+                    messages.append((json_codec.dumps(changed), str(info.get("replicaId"))))
+            return messages
+
+        member.settle(generation, difference)
 
     def _publish(self, library_id: str, member: Member, envelopes: list[Envelope]) -> list[str]:
         """Publish the broadcasts; return what the sender gets, in emission order."""

@@ -8,7 +8,9 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from flask_verdant.presence import Departure, PresenceRegistry
+from flask_verdant import json_codec
+from flask_verdant.hub import Hub
+from flask_verdant.presence import Departure, PresenceRegistry, presence_kind
 from flask_verdant.testing import VerdantTestClient, of_type
 
 from .realtime_helpers import sync_server, wait_for
@@ -139,3 +141,57 @@ def test_updates_merge_over_the_replicas_entry_like_object_assign() -> None:
     assert merged["presence"] == {"y": 2}  # replaced whole, not merged deeply
     assert merged["internal"] == {"viewId": "v"}
     assert registry.peers("lib")["alice"] == merged
+
+
+class Recorder:
+    """A connection that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+
+    def send(self, payload: str) -> None:
+        self.payloads.append(payload)
+
+    def close(self) -> None:
+        pass
+
+
+def offline_of(replica: str, user: str) -> str:
+    return json_codec.dumps(Departure("lib", replica, user).message())
+
+
+def changed_of(replica: str, user: str) -> str:
+    info = {"id": user, "replicaId": replica, "presence": {}, "profile": {}, "internal": {}}
+    return json_codec.dumps({"type": "presence-changed", "replicaId": replica, "userInfo": info})
+
+
+def test_after_a_sync_resp_each_departure_reaches_the_connection_once() -> None:
+    """Seen in the three-worker test: a departure broadcast right after a sync-resp, then the
+    same departure again in the reconciliation a second later."""
+    connection = Recorder()
+    member = Hub(lambda: "w").register("lib", "alice", connection, lasting=True)
+    generation = member.start_settling()
+    member.send(changed_of("r-carol", "carol"))  # carol arrives after the sync-resp...
+    member.send(offline_of("r-bob", "bob"))  # ...bob (shown in it) leaves: held back
+    member.send(offline_of("r-carol", "carol"))  # and carol leaves: held back
+    assert connection.payloads == [changed_of("r-carol", "carol")]
+    told: list[dict[str, str]] = []
+
+    def difference(peers: dict[str, str]) -> list[tuple[str, str]]:
+        told.append(peers)
+        return [(offline_of("r-bob", "bob"), "r-bob"), (offline_of("r-carol", "carol"), "r-carol")]
+
+    member.settle(generation - 1, difference)  # an older sync-resp's settle does nothing
+    assert told == []
+    member.settle(generation, difference)
+    assert told == [{"carol": "r-carol"}]
+    member.send(offline_of("r-bob", "bob"))  # the same departure, still in flight: dropped
+    member.send(changed_of("r-carol", "carol"))  # carol comes back...
+    member.send(offline_of("r-carol", "carol"))  # ...and leaves again: a new departure
+    assert [presence_kind(p)[0] for p in connection.payloads] == [
+        "presence-changed",
+        "presence-offline",
+        "presence-offline",
+        "presence-changed",
+        "presence-offline",
+    ]
