@@ -71,9 +71,12 @@ def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> 
                 for key in first
                 if docs.get(key, first[key]) != first[key]
             ]
+            # A query lagging the client's own store reads differently from a document the
+            # client never received: ask for each missing one by id as well.
+            by_id = {doc_id: client.get(doc_id) is not None for doc_id in missing}
             lines.append(
-                f"{client.name} {client.status()}: {len(docs)} docs; missing {missing}; "
-                f"extra {extra}; differing {json.dumps(differ)[:1500]}"
+                f"{client.name} {client.status()}: {len(docs)} docs; missing {missing} "
+                f"(found by get(id): {by_id}); extra {extra}; differing {json.dumps(differ)[:1500]}"
             )
         return "\n".join(lines)
 
