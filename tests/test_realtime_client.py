@@ -45,7 +45,7 @@ def test_leaving_announces_the_user_once_and_eviction_closes_the_session(
     a.get_received()
     b.disconnect()
     # within a second of alice's sync-resp, departures reach her when that second is over
-    # (docs/protocol.md, "Presence after a sync answer")
+    # (docs/protocol.md, "Several processes and hosts": presence after a sync answer)
     deadline = time.monotonic() + 5
     offline: list[dict[str, Any]] = []
     while not offline and time.monotonic() < deadline:
