@@ -143,19 +143,6 @@ def test_updates_merge_over_the_replicas_entry_like_object_assign() -> None:
     assert registry.peers("lib")["alice"] == merged
 
 
-class Recorder:
-    """A connection that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.payloads: list[str] = []
-
-    def send(self, payload: str) -> None:
-        self.payloads.append(payload)
-
-    def close(self) -> None:
-        pass
-
-
 def offline_of(replica: str, user: str) -> str:
     return json_codec.dumps(Departure("lib", replica, user).message())
 
@@ -168,7 +155,7 @@ def changed_of(replica: str, user: str) -> str:
 def test_after_a_sync_resp_each_departure_reaches_the_connection_once() -> None:
     """Seen in the three-worker test: a departure broadcast right after a sync-resp, then the
     same departure again in the reconciliation a second later."""
-    connection = Recorder()
+    connection = Inbox()
     member = Hub(lambda: "w").register("lib", "alice", connection, lasting=True)
     generation = member.start_settling()
     member.send(changed_of("r-carol", "carol"))  # carol arrives after the sync-resp...

@@ -212,6 +212,21 @@ def test_disconnecting_makes_the_replica_leave_at_once_quietly(
     assert "Ignored a websocket frame" not in caplog.text
 
 
+def last_seen(live: Live, replica: VerdantTestClient) -> int:
+    """The replica's "last seen" time as stored."""
+    with sync_server(live[0]).database.read() as tx:
+        record = tx.get_replica("lib", replica.replica_id)
+    assert record is not None and record.last_seen_ms is not None
+    return record.last_seen_ms
+
+
+def next_millisecond() -> None:
+    """Let the millisecond clock move on (a busy wait of 50 ms)."""
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:
+        pass
+
+
 def test_a_heartbeat_without_replica_id_keeps_the_sockets_replica_seen(
     harness: Harness, live: Live
 ) -> None:
@@ -219,19 +234,11 @@ def test_a_heartbeat_without_replica_id_keeps_the_sockets_replica_seen(
     a = harness.connect(live, alice)
     join(a, alice)
 
-    def last_seen() -> int:
-        with sync_server(live[0]).database.read() as tx:
-            replica = tx.get_replica("lib", alice.replica_id)
-        assert replica is not None and replica.last_seen_ms is not None
-        return replica.last_seen_ms
-
-    before = last_seen()
-    deadline = time.monotonic() + 0.05
-    while time.monotonic() < deadline:  # let the millisecond clock move on
-        pass
+    before = last_seen(live, alice)
+    next_millisecond()
     a.send({"type": "heartbeat"})
     a.receive_until("heartbeat-response")
-    assert last_seen() > before
+    assert last_seen(live, alice) > before
 
 
 # -- refused frames -----------------------------------------------------------------------------
@@ -248,19 +255,11 @@ def test_heartbeats_write_last_seen_at_most_once_a_hundredth_of_the_truancy_time
     a = harness.connect(live, alice)
     join(a, alice)
 
-    def last_seen() -> int:
-        with sync_server(live[0]).database.read() as tx:
-            replica = tx.get_replica("lib", alice.replica_id)
-        assert replica is not None and replica.last_seen_ms is not None
-        return replica.last_seen_ms
-
-    seen = [last_seen()]
+    seen = [last_seen(live, alice)]
     for _ in range(2):
-        deadline = time.monotonic() + 0.05
-        while time.monotonic() < deadline:  # let the millisecond clock move on
-            pass
+        next_millisecond()
         heartbeat(a, alice)
-        seen.append(last_seen())
+        seen.append(last_seen(live, alice))
     assert seen[1] > seen[0]  # the first heartbeat writes
     assert (seen[2] > seen[1]) is (truancy_minutes < 1)
 
