@@ -459,20 +459,15 @@ class Transaction:
         if not operations:
             return []
         keys = [(operation["oid"], operation["timestamp"]) for operation in operations]
-        known = {
-            index
-            for (index,) in self._db.execute(
-                f"""{_KEYS}
-                   SELECT k.i FROM k
-                   WHERE EXISTS (SELECT 1 FROM operations AS o
-                                 WHERE o.libraryId = ? AND o.oid = k.oid
-                                   AND o.timestamp = k.timestamp)
-                      OR EXISTS (SELECT 1 FROM baselines AS b
-                                 WHERE b.libraryId = ? AND b.oid = k.oid
-                                   AND b.timestamp >= k.timestamp)""",
-                (json_codec.dumps(keys), library_id, library_id),
-            )
-        }
+        known = self._keys_where(
+            keys,
+            """EXISTS (SELECT 1 FROM operations AS o
+                       WHERE o.libraryId = ? AND o.oid = k.oid AND o.timestamp = k.timestamp)
+               OR EXISTS (SELECT 1 FROM baselines AS b
+                          WHERE b.libraryId = ? AND b.oid = k.oid
+                            AND b.timestamp >= k.timestamp)""",
+            (library_id, library_id),
+        )
         last = self.last_server_order(library_id)
         new: set[tuple[str, str]] = set()
         inserted: list[dict[str, Any]] = []
@@ -505,6 +500,16 @@ class Transaction:
             )
         return inserted
 
+    def _keys_where(
+        self, keys: list[tuple[str, str]], condition: str, parameters: tuple[Any, ...]
+    ) -> set[int]:
+        """The positions of the ``(oid, timestamp)`` keys for which ``condition`` holds, in one
+        query over all of them (rows ``k``: see ``_KEYS``)."""
+        rows = self._db.execute(
+            f"{_KEYS} SELECT k.i FROM k WHERE {condition}", (json_codec.dumps(keys), *parameters)
+        )
+        return {index for (index,) in rows}
+
     def only_known_to(
         self, library_id: str, replica_id: str, keys: list[tuple[str, str]]
     ) -> list[bool]:
@@ -516,23 +521,18 @@ class Transaction:
         """
         if not keys:
             return []
-        shared = {
-            index
-            for (index,) in self._db.execute(
-                f"""{_KEYS}
-                   SELECT k.i FROM k
-                   WHERE EXISTS (SELECT 1 FROM baselines AS b
-                                 WHERE b.libraryId = ? AND b.oid = k.oid)
-                      OR EXISTS (SELECT 1 FROM operations AS o
-                                 -- else sqlite scans the library's whole history
-                                 INDEXED BY operations_by_identity
-                                 WHERE o.libraryId = ? AND o.oid = k.oid AND o.replicaId != ?)
-                      OR EXISTS (SELECT 1 FROM operations AS o
-                                 WHERE o.libraryId = ? AND o.oid = k.oid
-                                   AND o.timestamp = k.timestamp)""",
-                (json_codec.dumps(keys), library_id, library_id, replica_id, library_id),
-            )
-        }
+        shared = self._keys_where(
+            keys,
+            """EXISTS (SELECT 1 FROM baselines AS b WHERE b.libraryId = ? AND b.oid = k.oid)
+               OR EXISTS (SELECT 1 FROM operations AS o
+                          -- else sqlite scans the library's whole history
+                          INDEXED BY operations_by_identity
+                          WHERE o.libraryId = ? AND o.oid = k.oid AND o.replicaId != ?)
+               OR EXISTS (SELECT 1 FROM operations AS o
+                          WHERE o.libraryId = ? AND o.oid = k.oid
+                            AND o.timestamp = k.timestamp)""",
+            (library_id, library_id, replica_id, library_id),
+        )
         return [index not in shared for index in range(len(keys))]
 
     def operations_after(self, library_id: str, server_order: int) -> list[OperationRow]:
