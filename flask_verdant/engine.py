@@ -418,7 +418,9 @@ class SyncEngine:
             # It held everything before its own operations, so it holds everything up to them
             # (its own are never sent back to it): compaction need not wait for its next sync.
             # Not for pull replicas: the race compensation resends what they may have lost.
-            tx.advance_acked_server_order(library_id, m.replica_id, before + len(inserted))
+            tx.advance_acked_server_order(
+                library_id, m.replica_id, tx.last_server_order(library_id)
+            )
         tx.note_file_references(library_id, _file_references(inserted))
         envelopes: list[Envelope] = []
         if inserted:
