@@ -147,17 +147,14 @@ class SyncEngine:
             tx.ensure_library(sender.library_id)
             if isinstance(message, SyncMessage):
                 envelopes = self._handle_sync(tx, sender, message, now, pull)
+            elif isinstance(message, OpMessage):
+                envelopes = self._handle_op(tx, sender, message, now, pull)
+            elif isinstance(message, AckMessage):
+                envelopes = self._handle_ack(tx, sender, message, now)
             else:
-                # Seen before the global ack is computed, as the official server does (a sync
-                # touches its replica once it has judged whether the replica was truant).
-                if message.replica_id:
-                    tx.touch_replica(sender.library_id, message.replica_id, _ms(now))
-                if isinstance(message, OpMessage):
-                    envelopes = self._handle_op(tx, sender, message, now, pull)
-                elif isinstance(message, AckMessage):
-                    envelopes = self._handle_ack(tx, sender, message, now)
-                else:
-                    envelopes = []
+                envelopes = []
+            if message.replica_id:
+                tx.touch_replica(sender.library_id, message.replica_id, _ms(now))
         self._refresh_presence(sender, message.replica_id, now)
         return envelopes
 
@@ -172,13 +169,10 @@ class SyncEngine:
         if pull and known and known.awaiting_history and m.since_is_null and can_write:
             # Checked before resyncAll: the client may answer before it has stored the
             # acknowledgement of its first sync, and then still claims to know nothing.
-            tx.touch_replica(library_id, m.replica_id, _ms(now))
             return self._merge_full_history(tx, sender, known, m, now)
         if m.resync_all:
             tx.delete_replica(library_id, m.replica_id)
         replica, status = self._get_or_create_replica(tx, sender, m.replica_id, now)
-        # Seen from now on: the global ack in the answer counts this replica.
-        tx.touch_replica(library_id, m.replica_id, _ms(now))
         changes_since = replica.acked_logical_time if status == "existing" else None
         empty_library = changes_since is None and tx.is_library_empty(library_id)
         overwrite = (m.resync_all or status != "existing") and not empty_library
@@ -222,10 +216,9 @@ class SyncEngine:
             tx.advance_acked_logical_time(library_id, m.replica_id, acked_timestamp)
             if inserted:
                 envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
-        received = 0 if overwrite else replica.acked_server_order
         envelopes.append(
             self._sync_response(
-                tx, library_id, operations, baselines, overwrite, acked_timestamp, now, received
+                tx, library_id, operations, baselines, overwrite, acked_timestamp, now
             )
         )
         if ask_for_history:
@@ -258,16 +251,7 @@ class SyncEngine:
         if inserted:
             envelopes.extend(self._relay(tx, library_id, m.replica_id, inserted, now))
         envelopes.append(
-            self._sync_response(
-                tx,
-                library_id,
-                operations,
-                baselines,
-                False,
-                m.timestamp,
-                now,
-                replica.acked_server_order,
-            )
+            self._sync_response(tx, library_id, operations, baselines, False, m.timestamp, now)
         )
         return envelopes
 
@@ -354,17 +338,7 @@ class SyncEngine:
         overwrite: bool,
         acked_timestamp: str,
         now: float,
-        received_server_order: int,
     ) -> Reply:
-        """The answer to a sync; its nonce names every operation the replica then holds.
-
-        That is the answer's operations (everything visible to its user after
-        ``received_server_order``) and what the sync itself stored, the last of the library's
-        operations inside this transaction. Counting its own operations lets compaction fold
-        them once it acknowledges; a websocket client never receives them, so until its next
-        sync nothing else would.
-        """
-        held = tx.last_server_order(library_id)
         response: dict[str, Any] = {
             "type": "sync-resp",
             "operations": operations.array,
@@ -374,8 +348,8 @@ class SyncEngine:
             "overwriteLocalData": overwrite,
             "ackedTimestamp": acked_timestamp,
         }
-        if held > received_server_order:
-            response["ackThisNonce"] = encode_nonce(held)
+        if operations.last_server_order:
+            response["ackThisNonce"] = encode_nonce(operations.last_server_order)
         return Reply(_omit_none(response))
 
     def _get_or_create_replica(
@@ -405,22 +379,13 @@ class SyncEngine:
         if not sender.type.can_write:
             return [Reply({"type": "forbidden"})]
         library_id = sender.library_id
-        replica = tx.get_replica(library_id, m.replica_id)
-        if replica is None:
+        if tx.get_replica(library_id, m.replica_id) is None:
             # Clients sync before they send operations, so the server has lost this replica
             # (an eviction, possibly while this request was in flight). Storing the operations
             # would leave a fragment that blocks the library's restoration; ask for everything.
             return [Reply({"type": "need-since", "since": None})]
         authz.claim(m.operations, sender.user_id)
-        before = tx.last_server_order(library_id)
         inserted = tx.insert_operations(library_id, m.replica_id, m.operations)
-        if inserted and not pull and replica.acked_server_order >= before:
-            # It held everything before its own operations, so it holds everything up to them
-            # (its own are never sent back to it): compaction need not wait for its next sync.
-            # Not for pull replicas: the race compensation resends what they may have lost.
-            tx.advance_acked_server_order(
-                library_id, m.replica_id, tx.last_server_order(library_id)
-            )
         tx.note_file_references(library_id, _file_references(inserted))
         envelopes: list[Envelope] = []
         if inserted:
