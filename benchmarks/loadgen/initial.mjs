@@ -1,7 +1,7 @@
 // Workload (c): a new replica joining a library that holds `operations` operations. A seeding
 // replica writes them over its websocket in op messages of `batch` operations (closed loop on the
 // server-ack); a replica that synced once before and went offline keeps that history from being
-// compacted (flask-verdant folds a lone writer's history at once); then `joins` new replicas
+// compacted; then `joins` new replicas
 // join one after another. Each join is timed from opening the socket until
 // its sync-resp has been received and parsed, and its size is the sync-resp frame's.
 import { DocumentWriter, keyOf } from './documents.mjs';
