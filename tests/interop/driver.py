@@ -328,6 +328,14 @@ class Client:
         """All documents as plain JSON, deep, sorted by id."""
         return list(self._call("read"))
 
+    def read_stored(self) -> list[dict[str, Any]]:
+        """All documents as this client stored them, loaded afresh (store 3.x), sorted by id.
+
+        Read by a second, local-only client on the same device, so the result does not depend
+        on this client's entity views and query indexes, which can miss data the client stored
+        (docs/protocol.md, "Known client defects")."""
+        return list(self._call("read_stored"))
+
     def count(self) -> int:
         """How many documents the client holds; cheaper than :meth:`read` on a large library."""
         return int(self._call("count"))

@@ -10,6 +10,8 @@
 // `@verdant-web/store` (3.6.x), `store321` (3.2.1) or store 5.5.0 (tests/store5).
 import './globals.mjs';
 import { IDBFactory } from 'fake-indexeddb';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { WebSocket as NodeWebSocket } from 'ws';
 import * as verdant from 'verdant-store';
@@ -24,6 +26,27 @@ const IS_STORE5 = typeof ClientDescriptor !== 'function';
 const STORE_VERSION = globalThis.__VERDANT_STORE_VERSION__ ?? 'unknown';
 const START = Date.now();
 const VERBOSE = process.env.VERDANT_DRIVER_LOG === '1';
+// With VERDANT_DRIVER_LOG_DIR set, each client's own log goes to <dir>/<client name>.log.
+const LOG_DIR = process.env.VERDANT_DRIVER_LOG_DIR;
+
+// The store's log function for client `name`, or undefined when nothing is logged.
+function clientLog(name) {
+  if (LOG_DIR) {
+    const file = join(LOG_DIR, `${name}.log`);
+    return (...args) => appendFileSync(file, `${Date.now() - START} ${args.map(logText).join(' ')}\n`);
+  }
+  return VERBOSE ? (...args) => console.error(`[${name}]`, ...args) : undefined;
+}
+
+function logText(value) {
+  if (typeof value === 'string') return value;
+  if (value instanceof Error) return value.stack ?? String(value);
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return String(value);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Schema used by every client: one `items` collection exercising scalars, lists and nested
@@ -292,7 +315,7 @@ const commands = {
       schema: appSchema,
       migrations,
       namespace: 'interop',
-      log: VERBOSE ? (...args) => console.error(`[${name}]`, ...args) : undefined,
+      log: clientLog(name),
       sync: {
         authEndpoint: authUrl,
         initialPresence: presence,
@@ -444,6 +467,41 @@ const commands = {
     const { client } = getClient(name);
     const entity = await client.items.get(id).resolved;
     return entity ? plain(entity.getSnapshot()) : null;
+  },
+
+  // The `items` documents as the client stored them (store 3.x): a second, local-only client on
+  // the same device loads each document its export names from storage, apart from the entity
+  // views and query indexes the first client keeps, which can miss data the client stored
+  // (docs/protocol.md, "Known client defects").
+  async read_stored({ name }) {
+    const { device } = getClient(name);
+    if (IS_STORE5) throw new Error('read_stored reads store 3.x clients only');
+    const copy = await new ClientDescriptor({
+      schema: appSchema,
+      migrations,
+      namespace: 'interop',
+      log: clientLog(`${name}.stored`),
+      indexedDb: deviceFactory(device),
+    }).open();
+    try {
+      const exported = await copy.export({ downloadRemoteFiles: false });
+      // 3.2.x exports a Buffer of JSON; 3.6.x an object whose `data` holds the same.
+      const data =
+        exported instanceof Uint8Array ? JSON.parse(Buffer.from(exported).toString()) : exported.data;
+      const ids = new Set();
+      for (const record of [...data.operations, ...data.baselines]) {
+        const [collection, id] = record.oid.split('/');
+        if (collection === 'items' && !id.includes(':')) ids.add(id);
+      }
+      const docs = [];
+      for (const id of ids) {
+        const entity = await copy.items.get(id).resolved;
+        if (entity) docs.push(plain(entity.getSnapshot()));
+      }
+      return sortById(docs);
+    } finally {
+      await copy.close();
+    }
   },
 
   async read({ name }) {
