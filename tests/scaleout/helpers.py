@@ -53,30 +53,40 @@ def open_on(
 
 
 def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> list[Doc]:
+    """Wait until every client holds the same documents; return them.
+
+    What counts is what each client stored, not what its entity views show: a store client
+    can skip an update to an open document when another was just garbage-collected
+    (docs/protocol.md, "Known client defects"). So when the views differ, the documents each
+    client stored are compared (``Client.read_stored``, at most once a second).
+    """
+    stored_at = [0.0]
+
     def converged() -> list[Doc] | None:
         states = [c.read() for c in clients]
-        return states[0] if all(s == states[0] for s in states) else None
+        if all(s == states[0] for s in states):
+            return states[0]
+        if time.monotonic() - stored_at[0] < 1.0:
+            return None
+        stored_at[0] = time.monotonic()
+        stored = [c.read_stored() for c in clients]
+        return stored[0] if all(s == stored[0] for s in stored) else None
 
     def describe() -> str:
-        """Each client's status and how its documents differ from the first client's."""
-        states = {c.name: {d["id"]: d for d in c.read()} for c in clients}
-        first = next(iter(states.values()))
+        """How each client's view and stored documents differ from the first client's."""
         lines = []
+        first: dict[str, Doc] | None = None
         for client in clients:
-            docs = states[client.name]
-            missing = sorted(set(first) - set(docs))
-            extra = sorted(set(docs) - set(first))
-            differ = [
-                (key, first[key], docs[key])
-                for key in first
-                if docs.get(key, first[key]) != first[key]
-            ]
-            # A query lagging the client's own store reads differently from a document the
-            # client never received: ask for each missing one by id as well.
-            by_id = {doc_id: client.get(doc_id) is not None for doc_id in missing}
+            view = {d["id"]: d for d in client.read()}
+            stored = {d["id"]: d for d in client.read_stored()}
+            first = stored if first is None else first
+            differ = [(key, first[key], stored[key]) for key in first.keys() & stored.keys()]
             lines.append(
-                f"{client.name} {client.status()}: {len(docs)} docs; missing {missing} "
-                f"(found by get(id): {by_id}); extra {extra}; differing {json.dumps(differ)[:1500]}"
+                f"{client.name} {client.status()}: {len(stored)} stored, {len(view)} in view; "
+                f"not stored {sorted(first.keys() - stored.keys())}; "
+                f"stored only here {sorted(stored.keys() - first.keys())}; "
+                f"not in view {sorted(stored.keys() - view.keys())}; "
+                f"stored differently {json.dumps([d for d in differ if d[1] != d[2]])[:1500]}"
             )
         return "\n".join(lines)
 
@@ -84,6 +94,32 @@ def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> 
         converged, timeout, message=lambda: "replicas did not converge\n" + describe()
     )
     return result
+
+
+def wait_all_hold(clients: list[Client], ids: set[str], timeout: float = CONVERGE_TIMEOUT) -> None:
+    """Wait until every client has stored (at least) the documents ``ids``.
+
+    A client's view can miss documents it stored (``wait_converged``): for a client whose view
+    lacks some, its stored documents are read, at most once a second."""
+    stored_at = [0.0]
+
+    def missing(stored: bool) -> dict[str, list[str]]:
+        lacking = {c.name: ids - {d["id"] for d in c.read()} for c in clients}
+        if stored:
+            for client in clients:
+                if lacking[client.name]:
+                    lacking[client.name] -= {d["id"] for d in client.read_stored()}
+        return {name: sorted(doc_ids) for name, doc_ids in lacking.items() if doc_ids}
+
+    def held() -> bool:
+        if not missing(stored=False):
+            return True
+        if time.monotonic() - stored_at[0] < 1.0:
+            return False
+        stored_at[0] = time.monotonic()
+        return not missing(stored=True)
+
+    wait_until(held, timeout, message=lambda: f"not stored by: {missing(stored=True)}")
 
 
 def last_seq(driver: NodeDriver) -> int:

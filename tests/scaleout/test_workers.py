@@ -37,6 +37,7 @@ from .helpers import (
     sync_body,
     token_for,
     upgrade,
+    wait_all_hold,
     wait_converged,
 )
 
@@ -62,27 +63,6 @@ def spread(
 
 def everyone(placed: dict[int, list[Client]]) -> list[Client]:
     return [client for clients in placed.values() for client in clients]
-
-
-def wait_all_hold(clients: list[Client], ids: set[str], timeout: float = CONVERGE_TIMEOUT) -> None:
-    """Wait until every client holds (at least) the documents ``ids``."""
-
-    def missing() -> dict[str, list[str]]:
-        held = {c.name: {d["id"] for d in c.read()} for c in clients}
-        return {name: sorted(ids - docs) for name, docs in held.items() if ids - docs}
-
-    def explain() -> str:
-        # A query that lags the client's own store reads differently from a document the
-        # client never received: ask each client for each missing document by id as well.
-        lacking = missing()
-        by_id = {
-            name: {doc_id: clients_by_name[name].get(doc_id) is not None for doc_id in doc_ids}
-            for name, doc_ids in lacking.items()
-        }
-        return f"missing from findAll: {lacking}; found by get(id): {by_id}"
-
-    clients_by_name = {c.name: c for c in clients}
-    wait_until(lambda: not missing(), timeout, message=explain)
 
 
 def stored(cluster: Cluster, library: str, doc_id: str) -> bool:
@@ -151,11 +131,6 @@ def redis_cluster(
 
 
 # -- with Redis ----------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    reason="open (issue 10): about one run in 40 a client lacks a document it was sent (see "
-    "the kill -9 test); the double presence-offline (one run in three) is fixed",
-    strict=False,
-)
 def test_operations_and_presence_reach_every_peer_once_across_three_workers(
     make_cluster: MakeCluster, redis_server: RedisServer, drivers: dict[str, NodeDriver]
 ) -> None:
@@ -217,11 +192,6 @@ def test_operations_and_presence_reach_every_peer_once_across_three_workers(
     wait_presence_complete(stayers)
 
 
-@pytest.mark.xfail(
-    reason="open (issue 10): about one run in 20 a store 3.2.1 client received an op-re, "
-    "acknowledged it, and never stored its document (traced; the server holds it)",
-    strict=False,
-)
 def test_kill_9_of_a_worker_mid_burst_loses_nothing(
     make_cluster: MakeCluster, redis_server: RedisServer, drivers: dict[str, NodeDriver]
 ) -> None:
