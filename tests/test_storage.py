@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_verdant.errors import ErrorCode, VerdantError
 from flask_verdant.storage import Database
 from flask_verdant.storage.database import Transaction
 from flask_verdant.storage.schema import SCHEMA_VERSION
@@ -49,6 +50,45 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(RuntimeError, match="schema version"):
         Database(path).migrate()
+
+
+def _lock_new_file(path: Path) -> sqlite3.Connection:
+    """A new database file another process is switching to WAL: it holds an exclusive lock."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE first (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_a_new_file_another_process_holds_for_a_moment_is_waited_for(tmp_path: Path) -> None:
+    """Two workers' first requests on one new file: the second waits for the first's lock
+    instead of failing (it answered its client with a 500)."""
+    path = tmp_path / "new.sqlite3"
+    holder = _lock_new_file(path)
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    database = Database(str(path))
+    try:
+        with database.read() as tx:
+            assert tx.schema_version() == SCHEMA_VERSION
+            assert tx._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        release.join()
+        database.close()
+        holder.close()
+
+
+def test_a_new_file_locked_past_the_busy_timeout_is_a_retry_later(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    holder = _lock_new_file(path)
+    database = Database(str(path), busy_timeout_ms=200)
+    try:
+        with pytest.raises(VerdantError) as caught, database.read():
+            pass
+        assert caught.value.code == ErrorCode.UNAVAILABLE
+    finally:
+        database.close()
+        holder.close()
 
 
 def test_failed_transaction_leaves_nothing(database: Database) -> None:

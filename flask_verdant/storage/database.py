@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -71,7 +71,13 @@ class Database:
         # the whole worker, including a greenlet of this process that holds the lock: so it
         # waits only briefly, and ``_begin`` retries with sleeps that let other greenlets run.
         connection.execute(f"PRAGMA busy_timeout = {min(_C_BUSY_MS, self._busy_timeout_ms)}")
-        connection.execute("PRAGMA journal_mode = WAL")
+        try:
+            # Switching a new file to WAL takes an exclusive lock, which another process doing
+            # the same (a second worker's first request) holds for a moment.
+            self._when_free(lambda: connection.execute("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as exc:
+            connection.close()
+            raise _unavailable(exc) or exc from exc
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         return connection
@@ -147,11 +153,17 @@ class Database:
 
     def _begin(self, connection: sqlite3.Connection, begin: str) -> None:
         """Open a transaction, waiting (cooperatively) up to the busy timeout for the lock."""
+        self._when_free(lambda: connection.execute(begin))
+
+    def _when_free(self, statement: Callable[[], object]) -> None:
+        """Run ``statement``, again while the database is busy, up to the busy timeout.
+
+        The waits are sleeps, which let other greenlets run (see ``_connect``)."""
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         pause = 0.001
         while True:
             try:
-                connection.execute(begin)
+                statement()
                 return
             except sqlite3.OperationalError as exc:
                 code = getattr(exc, "sqlite_errorcode", 0)
