@@ -39,11 +39,6 @@ def test_every_operation_arrives_once(server: servers.RunningServer, step: Step)
     assert result.get("drained", True)
 
 
-@pytest.mark.xfail(
-    reason="open (issue 10): the load generator's websocket handshake to -w 2 was aborted once "
-    "in a full run",
-    strict=False,
-)
 def test_two_workers_with_redis_deliver_every_operation_once(
     tmp_path: Path,
 ) -> None:
