@@ -21,6 +21,7 @@ const browser = await chromium.launch({
 });
 const pages = {};
 const log = [];
+const wire = []; // every sync message each page sent and received, printed after a failure
 const started = Date.now();
 
 function step(name) {
@@ -37,6 +38,7 @@ async function signIn(name, url = `${base}/?list=${LIST}`) {
   const page = await context.newPage();
   page.on('console', (m) => log.push(`[${name} console.${m.type()}] ${m.text()}`));
   page.on('pageerror', (error) => log.push(`[${name} pageerror] ${error.stack}`));
+  traceSync(page, name);
   await page.goto(url);
   await page.fill('input[name=name]', name);
   await page.click('button');
@@ -44,6 +46,24 @@ async function signIn(name, url = `${base}/?list=${LIST}`) {
   await page.waitForSelector('body[data-online="true"]');
   pages[name] = page;
   return page;
+}
+
+// The page's sync traffic: websocket frames both ways, and each HTTP sync with its answer.
+function traceSync(page, name) {
+  const at = () => `${((Date.now() - started) / 1000).toFixed(2)}s`;
+  const note = (kind, text) => wire.push(`${at()} [${name} ${kind}] ${String(text).slice(0, 1500)}`);
+  page.on('websocket', (socket) => {
+    note('ws-open', socket.url());
+    socket.on('framesent', (frame) => note('ws-out', frame.payload));
+    socket.on('framereceived', (frame) => note('ws-in', frame.payload));
+    socket.on('close', () => note('ws-close', socket.url()));
+  });
+  page.on('response', async (response) => {
+    const request = response.request();
+    if (request.method() !== 'POST' || !new URL(response.url()).pathname.endsWith('/sync')) return;
+    note('http-out', request.postData());
+    note(`http-in ${response.status()}`, await response.text().catch((error) => error.message));
+  });
 }
 
 const item = (page, text) => page.locator('#items li', { hasText: text });
@@ -159,6 +179,8 @@ try {
   }
 } finally {
   writeFileSync(join(artifacts, 'log.txt'), `${log.join('\n')}\n`);
+  writeFileSync(join(artifacts, 'wire.txt'), `${wire.join('\n')}\n`);
+  if (failed) console.log(`sync traffic:\n${wire.join('\n')}`);
   await browser.close();
 }
 process.exit(failed ? 1 : 0);
