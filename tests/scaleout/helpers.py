@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import socket
 import time
@@ -52,6 +53,20 @@ def open_on(
         return open_client()
 
 
+class _Pacer:
+    """Whether a costly check may run now: at most once a second (the first time at once)."""
+
+    def __init__(self) -> None:
+        self._last = -math.inf
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            return False
+        self._last = now
+        return True
+
+
 def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> list[Doc]:
     """Wait until every client holds the same documents; return them.
 
@@ -60,15 +75,14 @@ def wait_converged(clients: list[Client], timeout: float = CONVERGE_TIMEOUT) -> 
     (docs/protocol.md, "Known client defects"). So when the views differ, the documents each
     client stored are compared (``Client.read_stored``, at most once a second).
     """
-    stored_at = [0.0]
+    stored_check = _Pacer()
 
     def converged() -> list[Doc] | None:
         states = [c.read() for c in clients]
         if all(s == states[0] for s in states):
             return states[0]
-        if time.monotonic() - stored_at[0] < 1.0:
+        if not stored_check.due():
             return None
-        stored_at[0] = time.monotonic()
         stored = [c.read_stored() for c in clients]
         return stored[0] if all(s == stored[0] for s in stored) else None
 
@@ -101,7 +115,7 @@ def wait_all_hold(clients: list[Client], ids: set[str], timeout: float = CONVERG
 
     A client's view can miss documents it stored (``wait_converged``): for a client whose view
     lacks some, its stored documents are read, at most once a second."""
-    stored_at = [0.0]
+    stored_check = _Pacer()
 
     def missing(stored: bool) -> dict[str, list[str]]:
         lacking = {c.name: ids - {d["id"] for d in c.read()} for c in clients}
@@ -114,10 +128,7 @@ def wait_all_hold(clients: list[Client], ids: set[str], timeout: float = CONVERG
     def held() -> bool:
         if not missing(stored=False):
             return True
-        if time.monotonic() - stored_at[0] < 1.0:
-            return False
-        stored_at[0] = time.monotonic()
-        return not missing(stored=True)
+        return stored_check.due() and not missing(stored=True)
 
     wait_until(held, timeout, message=lambda: f"not stored by: {missing(stored=True)}")
 
