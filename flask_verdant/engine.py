@@ -43,7 +43,7 @@ from .outbox import Broadcast, Envelope, Reply
 from .patches import COMMON_3
 from .presence import PresenceStore
 from .profiles import ProfileCache
-from .refs import is_file_ref
+from .refs import is_parsed_file_ref
 from .snapshots import FileDescriber, hydrate
 from .storage import Database, OperationsJSON, ReplicaRecord, Transaction
 from .tokens import ReplicaType, TokenInfo
@@ -574,14 +574,14 @@ def _file_references(operations: list[dict[str, Any]]) -> list[tuple[str, str | 
         more = data.get("values")
         values = [data.get("value"), *(more if isinstance(more, list) else [])]
         for value in list(values):
-            if isinstance(value, dict) and not is_file_ref(value):
+            if isinstance(value, dict) and not is_parsed_file_ref(value):
                 values.extend(value.values())
             elif isinstance(value, list):
                 values.extend(value)
         references.extend(
             (value["id"], operation.get("authz"))
             for value in values
-            if is_file_ref(value) and isinstance(value, dict) and isinstance(value.get("id"), str)
+            if is_parsed_file_ref(value) and isinstance(value.get("id"), str)
         )
     return references
 

@@ -19,6 +19,7 @@ __all__ = [
     "compare_refs",
     "is_file_ref",
     "is_object_ref",
+    "is_parsed_file_ref",
     "is_ref",
     "make_file_ref",
     "make_object_ref",
@@ -54,6 +55,15 @@ def is_object_ref(value: JSValue) -> bool:
 def is_file_ref(value: JSValue) -> bool:
     """``isFileRef``: an object whose ``@@type`` is exactly the string ``"file"``."""
     return _has_type(value, FILE_REF_TYPE)
+
+
+def is_parsed_file_ref(value: object) -> bool:
+    """``is_file_ref`` for a value just parsed from JSON (dicts, lists and primitives only),
+    without the general JS value model: intake checks every value of every stored operation."""
+    if type(value) is not dict:
+        return False
+    ref_type = value.get(REF_TYPE_KEY)
+    return type(ref_type) is str and ref_type == FILE_REF_TYPE
 
 
 def is_ref(value: JSValue) -> bool:
