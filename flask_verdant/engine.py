@@ -188,8 +188,7 @@ class SyncEngine:
             # A replica told to drop its data must receive everything, not what follows a
             # stale acknowledgement (docs/protocol.md, "Differences from the official server").
             tx.reset_replica_acks(library_id, m.replica_id)
-            operations = tx.operations_json_after(library_id, 0, sender.user_id)
-            baselines = tx.baselines_json_after(library_id, None, sender.user_id)
+            operations, baselines = tx.reset_answer_json(library_id, sender.user_id)
         else:
             operations = tx.operations_json_after(
                 library_id, replica.acked_server_order, sender.user_id

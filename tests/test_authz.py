@@ -30,9 +30,15 @@ def public(client: VerdantTestClient, oid: str, value: Any) -> dict[str, Any]:
     return client.operation(oid, {"op": "initialize", "value": value})
 
 
-def oids(messages: list[dict[str, Any]], field: str = "operations") -> set[str]:
+def records(messages: list[dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
+    """The operations and baselines of the one ``sync-resp`` (a newcomer gets documents of one
+    ``initialize`` as baselines: docs/protocol.md, "Initial documents as baselines")."""
     (response,) = of_type(messages, "sync-resp")
-    return {record["oid"] for record in response[field]}
+    return [record for field in fields or ("operations", "baselines") for record in response[field]]
+
+
+def oids(messages: list[dict[str, Any]], *fields: str) -> set[str]:
+    return {record["oid"] for record in records(messages, *fields)}
 
 
 @pytest.fixture
@@ -56,7 +62,7 @@ def test_a_private_document_reaches_only_its_owner(app: Flask) -> None:
     assert oids(bob_sync) == {"items/open"}
     laptop = replica(app, "alice").sync()
     assert oids(laptop) == {"items/secret", "items/open"}
-    (secret,) = [op for op in of_type(laptop, "sync-resp")[0]["operations"] if "authz" in op]
+    (secret,) = [record for record in records(laptop) if "authz" in record]
     assert secret["authz"] == key("alice")
     # bob's acknowledgement still passes alice's private operation, so history can be folded
     (response,) = of_type(bob_sync, "sync-resp")

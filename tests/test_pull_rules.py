@@ -51,9 +51,11 @@ def test_the_full_history_answer_is_merged_not_reset(replica: Replica, app: Flas
     assert response["overwriteLocalData"] is False
     assert of_type(answer, "need-since") == []
     (joined,) = of_type(bob.sync(), "sync-resp")
-    oids = sorted(op["oid"] for op in joined["operations"])
-    assert oids == ["items/a", "items/dropped", "items/folded"]
-    adopted = next(op for op in joined["operations"] if op["oid"] == "items/folded")
+    # A newcomer gets documents of one initialize as baselines, except the newest
+    # (docs/protocol.md, "Initial documents as baselines").
+    assert sorted(b["oid"] for b in joined["baselines"]) == ["items/a", "items/dropped"]
+    (adopted,) = joined["operations"]
+    assert adopted["oid"] == "items/folded"
     assert adopted["data"] == {"op": "initialize", "value": {"id": "folded"}}
     assert adopted["timestamp"] == folded_away["timestamp"]
 

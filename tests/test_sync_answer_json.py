@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flask_verdant import json_codec
+from flask_verdant import authz, json_codec
 from flask_verdant.storage import Database
 
 
@@ -70,6 +70,70 @@ def test_baselines_array_is_in_time_order_and_keeps_deleted_snapshots(
         {"oid": "b", "snapshot": {"n": ODD_VALUES}, "timestamp": "t2"},
     ]
     assert newer == every[1:]
+
+
+def initialize(oid: str, timestamp: str, value: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "oid": oid,
+        "timestamp": timestamp,
+        "data": {"op": "initialize", "value": value},
+        **extra,
+    }
+
+
+def test_a_reset_sends_documents_of_initializations_alone_as_baselines(
+    database: Database,
+) -> None:
+    """docs/protocol.md, "Initial documents as baselines"."""
+    mine, theirs = authz.key_for("u"), authz.key_for("other")
+    ref = {"@@type": "ref", "id": "items/a:1"}
+    converted_root = initialize("items/a", "t3", {"list": ref})
+    converted_sub = initialize("items/a:1", "t2", [1, 2])
+    private = initialize("items/p", "t1", {"n": 1}, authz=mine)
+    edited = [
+        initialize("items/b", "t4", {"n": 1}),
+        {"oid": "items/b", "timestamp": "t5", "data": patch("x")},
+    ]
+    edited_sub = [
+        initialize("items/e", "t6", {}),
+        initialize("items/e:1", "t7", {}),
+        {"oid": "items/e:1", "timestamp": "t8", "data": patch("y")},
+    ]
+    reinitialized = [initialize("items/r", "t9", {}), initialize("items/r", "u1", {"n": 2})]
+    primitive = initialize("items/s", "u2", "text")
+    folded_before = initialize("items/f", "u3", {"n": 3})
+    unreadable = initialize("items/q", "u4", {"n": 4}, authz=theirs)
+    kept = [*edited, *edited_sub, *reinitialized, primitive, folded_before]
+    with database.write() as tx:
+        tx.ensure_library("l")
+        tx.replace_baseline("l", "items/f:old", {"n": 0}, "t0")
+        tx.insert_operations("l", "r", [converted_root, converted_sub, private, *kept, unreadable])
+        operations, baselines = tx.reset_answer_json("l", "u")
+        plain_operations = tx.operations_json_after("l", 0, "u")
+
+    assert json.loads(operations.array.text) == kept
+    assert operations.last_server_order == plain_operations.last_server_order == 13
+    assert json.loads(baselines.text) == [
+        {"oid": "items/f:old", "snapshot": {"n": 0}, "timestamp": "t0"},
+        {"oid": "items/p", "snapshot": {"n": 1}, "timestamp": "t1", "authz": mine},
+        {"oid": "items/a:1", "snapshot": [1, 2], "timestamp": "t2"},
+        {"oid": "items/a", "snapshot": {"list": ref}, "timestamp": "t3"},
+    ]
+
+
+def test_a_reset_sends_the_document_of_the_newest_readable_operation_as_operations(
+    database: Database,
+) -> None:
+    """Clients set their clock by the operations they receive: the newest timestamp stays one."""
+    older, newest = initialize("items/a", "t1", {}), initialize("items/b", "t2", {})
+    unreadable = initialize("items/c", "t3", {}, authz=authz.key_for("other"))
+    with database.write() as tx:
+        tx.ensure_library("l")
+        tx.insert_operations("l", "r", [newest, older, unreadable])
+        operations, baselines = tx.reset_answer_json("l", "u")
+    assert json.loads(operations.array.text) == [newest]
+    assert json.loads(baselines.text) == [{"oid": "items/a", "snapshot": {}, "timestamp": "t1"}]
+    assert operations.last_server_order == 3
 
 
 def test_values_orjson_refuses_go_through_the_stdlib() -> None:

@@ -93,7 +93,9 @@ def test_nonce_encodes_the_highest_server_order_sent(replica: Replica) -> None:
     response = only(replica("newcomer").sync(), "sync-resp")
     orders = [nonce_value(response["ackThisNonce"])]
     assert orders == [4]
-    assert len(response["operations"]) == 4
+    # The newest document stays an operation (docs/protocol.md, "Initial documents as baselines").
+    assert [op["oid"] for op in response["operations"]] == ["items/2"]
+    assert sorted(b["oid"] for b in response["baselines"]) == ["items/0", "items/1", "items/z"]
 
 
 def test_server_ack_echoes_the_op_message_timestamp_on_lasting_connections(

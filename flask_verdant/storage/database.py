@@ -574,6 +574,65 @@ class Transaction:
         ).fetchone()
         return OperationsJSON(RawJSON(array), int(last))
 
+    def reset_answer_json(self, library_id: str, reader: str) -> tuple[OperationsJSON, RawJSON]:
+        """What a replica told to drop its data receives: every operation and baseline the user
+        ``reader`` may read, as ``operations_json_after(…, 0, …)`` and ``baselines_json_after(…,
+        None, …)`` give them, except that a document written as nothing but one ``initialize``
+        per object, with no baseline, comes as those objects' baselines: clients store a
+        baseline much faster than they replay an operation, and a replica's offline history
+        arrives as such documents (R2).
+
+        Same state either way (docs/protocol.md, "Initial documents as baselines"): a baseline
+        is the object's value at its timestamp, and no other operation of the document exists.
+        The document of the newest operation the reader may read stays operations, because
+        clients advance their clock by the operations they receive, not by baselines. The last
+        server order still counts the converted operations, so the replica's acknowledgement
+        covers them.
+        """
+        row = self._db.execute(
+            f"""WITH o AS (
+                    SELECT serverOrder, oid, timestamp, data, authz, {_document_of("oid")} AS doc
+                    FROM operations WHERE libraryId = ?1),
+                initial AS (
+                    SELECT doc FROM o GROUP BY doc
+                    HAVING COUNT(*) = COUNT(DISTINCT oid)
+                       AND MIN(COALESCE(json_extract(data, '$.op') = 'initialize'
+                                        AND json_type(data, '$.value') IN ('object', 'array'),
+                                        0)) = 1
+                    EXCEPT SELECT {_document_of("oid")} FROM baselines WHERE libraryId = ?1
+                    -- clients set their clock by the operations they receive, not baselines
+                    EXCEPT SELECT * FROM (SELECT doc FROM o WHERE (authz IS NULL OR authz = ?2)
+                                          ORDER BY timestamp DESC LIMIT 1)),
+                sent AS (
+                    SELECT o.*, doc IN initial AS asBaseline FROM o
+                    WHERE (authz IS NULL OR authz = ?2))
+                SELECT
+                    (SELECT json_group_array(json(op)) FROM (
+                        SELECT CASE WHEN authz IS NULL
+                            THEN json_object('oid', oid, 'timestamp', timestamp,
+                                             'data', json(data))
+                            ELSE json_object('oid', oid, 'timestamp', timestamp,
+                                             'data', json(data), 'authz', authz) END AS op
+                        FROM sent WHERE NOT asBaseline ORDER BY serverOrder)),
+                    (SELECT json_group_array(json(baseline)) FROM (
+                        SELECT oid, timestamp, CASE WHEN authz IS NULL
+                            THEN json_object('oid', oid, 'snapshot', json(snapshot),
+                                             'timestamp', timestamp)
+                            ELSE json_object('oid', oid, 'snapshot', json(snapshot),
+                                             'timestamp', timestamp, 'authz', authz) END
+                            AS baseline
+                        FROM (SELECT oid, snapshot, timestamp, authz FROM baselines
+                              WHERE libraryId = ?1 AND (authz IS NULL OR authz = ?2)
+                              UNION ALL
+                              SELECT oid, data -> '$.value', timestamp, authz FROM sent
+                              WHERE asBaseline)
+                        ORDER BY timestamp, oid)),
+                    (SELECT COALESCE(MAX(serverOrder), 0) FROM o)""",
+            (library_id, key_for(reader)),
+        ).fetchone()
+        operations, baselines, last = row
+        return OperationsJSON(RawJSON(operations), int(last)), RawJSON(baselines)
+
     def min_acked_server_order(self, library_id: str, seen_since_ms: int) -> int | None:
         """The lowest server order every recently seen replica (of any type) has received."""
         row = self._db.execute(
@@ -958,6 +1017,16 @@ def _unavailable(error: sqlite3.OperationalError) -> VerdantError | None:
             ErrorCode.UNAVAILABLE, "The server's storage is full or failing; try again later"
         )
     return None
+
+
+def _document_of(column: str) -> str:
+    """SQL for the document (root) oid of the oid in ``column``: the text before its first
+    ``.`` or ``:`` (``oids.get_oid_root``)."""
+    dot, colon = f"instr({column}, '.')", f"instr({column}, ':')"
+    first = (
+        f"CASE WHEN {dot} = 0 THEN {colon} WHEN {colon} = 0 THEN {dot} ELSE min({dot}, {colon}) END"
+    )
+    return f"CASE WHEN ({first}) = 0 THEN {column} ELSE substr({column}, 1, ({first}) - 1) END"
 
 
 # Who may read a row: everyone, or the one user whose canonical key (the parameter) it holds.
