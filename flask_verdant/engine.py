@@ -155,6 +155,8 @@ class SyncEngine:
                 envelopes = []
             if message.replica_id:
                 tx.touch_replica(sender.library_id, message.replica_id, _ms(now))
+        if message.replica_id:
+            self._remember_touch(sender.library_id, message.replica_id, now)
         self._refresh_presence(sender, message.replica_id, now)
         return envelopes
 
@@ -463,16 +465,21 @@ class SyncEngine:
         a write transaction off nearly every heartbeat.
         """
         interval = min(_HEARTBEAT_TOUCH_SECONDS, self.settings.replica_truancy_minutes * 0.6)
+        with self._touched_lock:
+            last = self._touched.get((library_id, replica_id))
+        if last is not None and now - last < interval:
+            return False
+        self._remember_touch(library_id, replica_id, now)
+        return True
+
+    def _remember_touch(self, library_id: str, replica_id: str, now: float) -> None:
+        """Note that the replica's "last seen" was just written (by any message)."""
         key = (library_id, replica_id)
         with self._touched_lock:
-            last = self._touched.get(key)
-            if last is not None and now - last < interval:
-                return False
             self._touched[key] = now
             self._touched.move_to_end(key)
             while len(self._touched) > _TOUCHED_LIMIT:
                 self._touched.popitem(last=False)
-        return True
 
     def _refresh_presence(self, sender: TokenInfo, replica_id: str | None, now: float) -> None:
         if replica_id:
