@@ -578,56 +578,60 @@ class Transaction:
         """What a replica told to drop its data receives: every operation and baseline the user
         ``reader`` may read, as ``operations_json_after(…, 0, …)`` and ``baselines_json_after(…,
         None, …)`` give them, except that a document written as nothing but one ``initialize``
-        per object, with no baseline, comes as those objects' baselines: clients store a
-        baseline much faster than they replay an operation, and a replica's offline history
-        arrives as such documents (R2).
+        per object, with no baseline, comes as those objects' baselines (after the stored ones,
+        in server order): clients store a baseline much faster than they replay an operation,
+        and a replica's offline history arrives as such documents (R2).
 
         Same state either way (docs/protocol.md, "Initial documents as baselines"): a baseline
         is the object's value at its timestamp, and no other operation of the document exists.
         The document of the newest operation the reader may read stays operations, because
         clients advance their clock by the operations they receive, not by baselines. The last
         server order still counts the converted operations, so the replica's acknowledgement
-        covers them.
+        covers them. The arrays are joined as text: each element is already JSON.
         """
+        document = _document_of("oid")
         row = self._db.execute(
-            f"""WITH o AS (
-                    SELECT serverOrder, oid, timestamp, data, authz, {_document_of("oid")} AS doc
-                    FROM operations WHERE libraryId = ?1),
-                initial AS (
-                    SELECT doc FROM o GROUP BY doc
-                    HAVING COUNT(*) = COUNT(DISTINCT oid)
-                       AND MIN(COALESCE(json_extract(data, '$.op') = 'initialize'
-                                        AND json_type(data, '$.value') IN ('object', 'array'),
-                                        0)) = 1
-                    EXCEPT SELECT {_document_of("oid")} FROM baselines WHERE libraryId = ?1
-                    -- clients set their clock by the operations they receive, not baselines
-                    EXCEPT SELECT * FROM (SELECT doc FROM o WHERE (authz IS NULL OR authz = ?2)
-                                          ORDER BY timestamp DESC LIMIT 1)),
+            f"""WITH
+                -- documents that stay operations
+                kept(doc) AS (
+                    SELECT {document} FROM operations
+                    WHERE libraryId = ?1 AND NOT ({_INITIALIZE_OF_OBJECT})
+                    UNION SELECT {document} FROM operations INDEXED BY operations_by_identity
+                          WHERE libraryId = ?1 GROUP BY oid HAVING COUNT(*) > 1
+                    UNION SELECT {document} FROM baselines WHERE libraryId = ?1
+                    UNION SELECT * FROM (
+                          SELECT {document} FROM operations INDEXED BY operations_by_time
+                          WHERE libraryId = ?1 AND {_READABLE_2}
+                          ORDER BY timestamp DESC LIMIT 1)),
                 sent AS (
-                    SELECT o.*, doc IN initial AS asBaseline FROM o
-                    WHERE (authz IS NULL OR authz = ?2))
-                SELECT
-                    (SELECT json_group_array(json(op)) FROM (
+                    SELECT serverOrder, oid, timestamp, data, authz,
+                           {document} NOT IN kept AS asBaseline
+                    FROM operations WHERE libraryId = ?1 AND {_READABLE_2})
+            SELECT
+                (SELECT COALESCE('[' || group_concat(operation, ',') || ']', '[]') FROM (
+                    SELECT CASE WHEN authz IS NULL
+                        THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
+                        ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data),
+                                         'authz', authz) END AS operation
+                    FROM sent WHERE NOT asBaseline ORDER BY serverOrder)),
+                (SELECT COALESCE('[' || group_concat(baseline, ',') || ']', '[]') FROM (
+                    SELECT baseline FROM (
                         SELECT CASE WHEN authz IS NULL
-                            THEN json_object('oid', oid, 'timestamp', timestamp,
-                                             'data', json(data))
-                            ELSE json_object('oid', oid, 'timestamp', timestamp,
-                                             'data', json(data), 'authz', authz) END AS op
-                        FROM sent WHERE NOT asBaseline ORDER BY serverOrder)),
-                    (SELECT json_group_array(json(baseline)) FROM (
-                        SELECT oid, timestamp, CASE WHEN authz IS NULL
                             THEN json_object('oid', oid, 'snapshot', json(snapshot),
                                              'timestamp', timestamp)
                             ELSE json_object('oid', oid, 'snapshot', json(snapshot),
                                              'timestamp', timestamp, 'authz', authz) END
                             AS baseline
-                        FROM (SELECT oid, snapshot, timestamp, authz FROM baselines
-                              WHERE libraryId = ?1 AND (authz IS NULL OR authz = ?2)
-                              UNION ALL
-                              SELECT oid, data -> '$.value', timestamp, authz FROM sent
-                              WHERE asBaseline)
-                        ORDER BY timestamp, oid)),
-                    (SELECT COALESCE(MAX(serverOrder), 0) FROM o)""",
+                        FROM baselines WHERE libraryId = ?1 AND {_READABLE_2}
+                        ORDER BY timestamp, oid)
+                    UNION ALL
+                    SELECT CASE WHEN authz IS NULL
+                        THEN json_object('oid', oid, 'snapshot', data -> '$.value',
+                                         'timestamp', timestamp)
+                        ELSE json_object('oid', oid, 'snapshot', data -> '$.value',
+                                         'timestamp', timestamp, 'authz', authz) END
+                    FROM sent WHERE asBaseline)),
+                (SELECT COALESCE(MAX(serverOrder), 0) FROM operations WHERE libraryId = ?1)""",
             (library_id, key_for(reader)),
         ).fetchone()
         operations, baselines, last = row
@@ -1031,6 +1035,12 @@ def _document_of(column: str) -> str:
 
 # Who may read a row: everyone, or the one user whose canonical key (the parameter) it holds.
 _READABLE = "(authz IS NULL OR authz = ?)"
+_READABLE_2 = "(authz IS NULL OR authz = ?2)"  # the same, with the key as parameter 2
+# Stored operation data that is an ``initialize`` of an object or array. Written by
+# ``json_codec.dumps`` from the client's ``{op, value}``; data in another key order is simply
+# not recognized, and stays an operation.
+_INITIALIZE_OF_OBJECT = """substr(data, 1, 28) IN ('{"op":"initialize","value":{',
+                                             '{"op":"initialize","value":[')"""
 
 # The operation model of the replica that wrote operation ``o``: a replica the server no longer
 # knows (evicted) is assumed to be a store 3.x client, the model that never drops a file ref
