@@ -251,3 +251,41 @@ def _connected(client: Client) -> bool:
 
 def _disconnected(client: Client) -> bool:
     return not client.is_connected
+
+
+@pytest.mark.parametrize("version", [STORE5, "3.6.3", "3.2.1"])
+def test_a_newcomer_gets_documents_nobody_edited_as_baselines_and_edits_them(
+    live_server: LiveServer, drivers: dict[str, NodeDriver], version: str
+) -> None:
+    """docs/protocol.md, "Initial documents as baselines": the same state, and edits on it."""
+    library = f"fresh-{version.replace('.', '')}"
+    writer = open_in(drivers["3.6.3"], live_server, "writer", library, "realtime", user="alice")
+    for n in (1, 2, 3):
+        writer.put(make_doc("w", n))
+    # one initialize per object: the document, its tags, its meta and meta.nested
+    wait_until(
+        lambda: live_server.info(library)["latestServerOrder"] >= 12,
+        TIMEOUT,
+        message=lambda: f"the writer did not upload: {live_server.info(library)}",
+    )
+    newcomer = open_in(drivers[version], live_server, "newcomer", library, "realtime", user="bob")
+    answers = [
+        message
+        for entry in newcomer.trace(limit=1000)
+        if entry.get("kind") == "ws-in"
+        for message in entry.get("response") or []
+        if message.get("type") == "sync-resp"
+    ]
+    as_baselines = {b["oid"].split(":")[0] for b in answers[0]["baselines"]}
+    as_operations = {op["oid"].split(":")[0] for op in answers[0]["operations"]}
+    # the newest document stays operations, so the newcomer's clock passes every timestamp
+    assert (as_baselines, as_operations) == ({"items/w-01", "items/w-02"}, {"items/w-03"})
+    wait_converged([writer, newcomer])
+    newcomer.set("w-01", ["meta", "nested", "flag"], True)
+    newcomer.push("w-02", "tags", "from-the-newcomer")
+    writer.set("w-03", ["title"], "edited by the writer")
+    docs = wait_converged([writer, newcomer])
+    assert [doc["id"] for doc in docs] == ["w-01", "w-02", "w-03"]
+    assert docs[0]["meta"]["nested"]["flag"] is True
+    assert docs[1]["tags"] == ["tag-2", "common", "from-the-newcomer"]
+    assert docs[2]["title"] == "edited by the writer"
