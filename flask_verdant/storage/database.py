@@ -602,18 +602,16 @@ class Transaction:
                     UNION SELECT * FROM (
                           SELECT {document} FROM operations INDEXED BY operations_by_time
                           WHERE libraryId = ?1 AND {_READABLE_2}
-                          ORDER BY timestamp DESC LIMIT 1)),
-                sent AS (
-                    SELECT serverOrder, oid, timestamp, data, authz,
-                           {document} NOT IN kept AS asBaseline
-                    FROM operations WHERE libraryId = ?1 AND {_READABLE_2})
+                          ORDER BY timestamp DESC LIMIT 1))
             SELECT
                 (SELECT COALESCE('[' || group_concat(operation, ',') || ']', '[]') FROM (
                     SELECT CASE WHEN authz IS NULL
                         THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
                         ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data),
                                          'authz', authz) END AS operation
-                    FROM sent WHERE NOT asBaseline ORDER BY serverOrder)),
+                    FROM operations
+                    WHERE libraryId = ?1 AND {_READABLE_2} AND {document} IN kept
+                    ORDER BY serverOrder)),
                 (SELECT COALESCE('[' || group_concat(baseline, ',') || ']', '[]') FROM (
                     SELECT baseline FROM (
                         SELECT CASE WHEN authz IS NULL
@@ -630,7 +628,8 @@ class Transaction:
                                          'timestamp', timestamp)
                         ELSE json_object('oid', oid, 'snapshot', data -> '$.value',
                                          'timestamp', timestamp, 'authz', authz) END
-                    FROM sent WHERE asBaseline)),
+                    FROM operations
+                    WHERE libraryId = ?1 AND {_READABLE_2} AND {document} NOT IN kept)),
                 (SELECT COALESCE(MAX(serverOrder), 0) FROM operations WHERE libraryId = ?1)""",
             (library_id, key_for(reader)),
         ).fetchone()
