@@ -563,10 +563,7 @@ class Transaction:
         holds, with only what the user ``reader`` may read; the last server order counts every
         operation, so that the reader's acknowledgement passes the others' private ones too."""
         array, last = self._db.execute(
-            f"""SELECT json_group_array(CASE WHEN authz IS NULL
-                          THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
-                          ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data),
-                                           'authz', authz) END) FILTER (WHERE {_READABLE}),
+            f"""SELECT json_group_array({_OPERATION_JSON}) FILTER (WHERE {_READABLE}),
                       COALESCE(MAX(serverOrder), 0)
                FROM (SELECT serverOrder, oid, timestamp, data, authz FROM operations
                      WHERE libraryId = ? AND serverOrder > ? ORDER BY serverOrder)""",
@@ -605,29 +602,17 @@ class Transaction:
                           ORDER BY timestamp DESC LIMIT 1))
             SELECT
                 (SELECT COALESCE('[' || group_concat(operation, ',') || ']', '[]') FROM (
-                    SELECT CASE WHEN authz IS NULL
-                        THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
-                        ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data),
-                                         'authz', authz) END AS operation
+                    SELECT {_OPERATION_JSON} AS operation
                     FROM operations
                     WHERE libraryId = ?1 AND {_READABLE_2} AND {document} IN kept
                     ORDER BY serverOrder)),
                 (SELECT COALESCE('[' || group_concat(baseline, ',') || ']', '[]') FROM (
                     SELECT baseline FROM (
-                        SELECT CASE WHEN authz IS NULL
-                            THEN json_object('oid', oid, 'snapshot', json(snapshot),
-                                             'timestamp', timestamp)
-                            ELSE json_object('oid', oid, 'snapshot', json(snapshot),
-                                             'timestamp', timestamp, 'authz', authz) END
-                            AS baseline
+                        SELECT {_baseline_json("json(snapshot)")} AS baseline
                         FROM baselines WHERE libraryId = ?1 AND {_READABLE_2}
                         ORDER BY timestamp, oid)
                     UNION ALL
-                    SELECT CASE WHEN authz IS NULL
-                        THEN json_object('oid', oid, 'snapshot', data -> '$.value',
-                                         'timestamp', timestamp)
-                        ELSE json_object('oid', oid, 'snapshot', data -> '$.value',
-                                         'timestamp', timestamp, 'authz', authz) END
+                    SELECT {_baseline_json("data -> '$.value'")}
                     FROM operations
                     WHERE libraryId = ?1 AND {_READABLE_2} AND {document} NOT IN kept)),
                 (SELECT COALESCE(MAX(serverOrder), 0) FROM operations WHERE libraryId = ?1)""",
@@ -724,11 +709,7 @@ class Transaction:
             newer = "AND (foldedServerOrder IS NULL OR foldedServerOrder > ?)"
             parameters = (library_id, received_server_order)
         row = self._db.execute(
-            f"""SELECT json_group_array(CASE WHEN authz IS NULL
-                          THEN json_object('oid', oid, 'snapshot', json(snapshot),
-                                           'timestamp', timestamp)
-                          ELSE json_object('oid', oid, 'snapshot', json(snapshot),
-                                           'timestamp', timestamp, 'authz', authz) END)
+            f"""SELECT json_group_array({_baseline_json("json(snapshot)")})
                 FROM (SELECT oid, snapshot, timestamp, authz FROM baselines
                       WHERE libraryId = ? {newer} AND {_READABLE}
                       ORDER BY timestamp, oid)""",
@@ -1034,7 +1015,23 @@ def _document_of(column: str) -> str:
 
 # Who may read a row: everyone, or the one user whose canonical key (the parameter) it holds.
 _READABLE = "(authz IS NULL OR authz = ?)"
-_READABLE_2 = "(authz IS NULL OR authz = ?2)"  # the same, with the key as parameter 2
+_READABLE_2 = _READABLE.replace("?", "?2")  # the same, with the key as parameter 2
+# A row of ``operations`` as an element of a sync answer's array: ``{oid, timestamp, data,
+# authz?}``, built by sqlite (see ``OperationsJSON``).
+_OPERATION_JSON = """CASE WHEN authz IS NULL
+    THEN json_object('oid', oid, 'timestamp', timestamp, 'data', json(data))
+    ELSE json_object('oid', oid, 'timestamp', timestamp, 'data', json(data), 'authz', authz) END"""
+
+
+def _baseline_json(snapshot: str) -> str:
+    """SQL for a baseline as an element of a sync answer's array, ``{oid, snapshot, timestamp,
+    authz?}``, its snapshot the JSON expression ``snapshot`` of the row."""
+    return f"""CASE WHEN authz IS NULL
+    THEN json_object('oid', oid, 'snapshot', {snapshot}, 'timestamp', timestamp)
+    ELSE json_object('oid', oid, 'snapshot', {snapshot}, 'timestamp', timestamp, 'authz', authz)
+    END"""
+
+
 # Stored operation data that is an ``initialize`` of an object or array. Written by
 # ``json_codec.dumps`` from the client's ``{op, value}``; data in another key order is simply
 # not recognized, and stays an operation.
