@@ -28,6 +28,7 @@ from typing import Any
 from . import authz
 from .compaction import CompactionResult, compact
 from .errors import ErrorCode, VerdantError
+from .global_ack import advance as advance_global_ack
 from .json_codec import RawJSON
 from .messages import (
     AckMessage,
@@ -63,6 +64,8 @@ class EngineSettings:
     replica_truancy_minutes: float = 60 * 24 * 14
     # Bindings are permanent, so a user must not be able to make up replica ids without end.
     max_replicas_per_user: int = 1000
+    # How long a computed global ack waits before it is published (``global_ack``).
+    global_ack_delay_seconds: float = 2.0
 
 
 class SyncEngine:
@@ -488,14 +491,17 @@ class SyncEngine:
     # global ack (docs/protocol.md, "The global ack": one monotonic value per library)
 
     def _global_ack(self, tx: Transaction, library_id: str, now: float) -> str | None:
+        """The published global ack, after computing it anew (``global_ack``)."""
         computed = tx.min_acked_logical_time(
             library_id, self._truancy_cutoff(now), _GLOBAL_ACK_TYPES
         )
-        stored = tx.stored_global_ack(library_id)
-        if computed is not None and (stored is None or computed > stored):
-            tx.set_global_ack(library_id, computed)
-            return computed
-        return stored
+        state = tx.global_ack_state(library_id)
+        advanced = advance_global_ack(
+            state, computed, _ms(now), _ms(self.settings.global_ack_delay_seconds)
+        )
+        if advanced != state:
+            tx.set_global_ack_state(library_id, advanced)
+        return advanced.published
 
     def _global_ack_changes(
         self, tx: Transaction, library_id: str, previous: str | None, now: float
@@ -504,6 +510,23 @@ class SyncEngine:
         if current is None or current == previous:
             return []
         return [Broadcast({"type": "global-ack", "timestamp": current}, include_sender=True)]
+
+    def global_ack_waiting(self, library_id: str) -> bool:
+        """Whether a computed global ack waits to be published (``global_ack``)."""
+        with self.database.read() as tx:
+            return bool(tx.global_ack_state(library_id).waiting)
+
+    def release_global_ack(self, library_id: str) -> tuple[list[Envelope], bool]:
+        """Publish a global ack that has waited long enough; whether another still waits.
+
+        Called a moment after writes, so the last value of a burst goes out even when no
+        message follows it.
+        """
+        now = self._clock()
+        with self.database.write() as tx:
+            previous = tx.stored_global_ack(library_id)
+            envelopes = self._global_ack_changes(tx, library_id, previous, now)
+            return envelopes, bool(tx.global_ack_state(library_id).waiting)
 
     def _truancy_cutoff(self, now: float) -> int:
         return _ms(now - self.settings.replica_truancy_minutes * 60)
@@ -606,16 +629,16 @@ def _warn_if_older_than_global_ack(
 ) -> None:
     """Say so when an operation arrives below the global ack already sent.
 
-    A client acknowledges what it receives while its own edits of the last moments may still
-    wait in its batch; the global ack can then pass them, and replicas that already folded
-    their history apply them out of order (docs/protocol.md, "The global ack").
+    The global ack waits so that this does not happen; an author stalled for longer than the
+    wait still causes it, and store 3.x replicas that already folded past the operation drop it
+    at their next fold (docs/protocol.md, "The global ack").
     """
     global_ack = tx.stored_global_ack(library_id)
     oldest = min(operation["timestamp"] for operation in inserted)
     if global_ack is not None and oldest < global_ack:
         logger.warning(
             "Library %s: replica %s sent an operation older than the global ack (%s < %s); "
-            "replicas that already compacted may apply it out of order",
+            "replicas that already compacted past it may drop it",
             library_id,
             replica_id,
             oldest,

@@ -111,6 +111,7 @@ class SyncServer:
             EngineSettings(
                 replica_truancy_minutes=settings.replica_truancy_minutes,
                 max_replicas_per_user=settings.max_replicas_per_user,
+                global_ack_delay_seconds=settings.global_ack_delay_seconds,
             ),
         )
         self.coordinator = Coordinator(
@@ -126,6 +127,9 @@ class SyncServer:
         )
         self.compactions = LibraryScheduler(
             self._compaction_pass, settings.compaction_delay_seconds
+        )
+        self.global_acks = LibraryScheduler(
+            self._global_ack_pass, settings.global_ack_delay_seconds
         )
         self.events = ServerEvents()
 
@@ -237,10 +241,11 @@ class SyncServer:
             timer.start()
         if self.presence.watching():
             self.sweeper.wake()
-        if not self.settings.disable_rebasing and any(
-            isinstance(message, _WRITES) for message in messages
-        ):
-            self.compactions.schedule(library_id)
+        if any(isinstance(message, _WRITES) for message in messages):
+            if self.settings.global_ack_delay_seconds > 0:
+                self.global_acks.schedule(library_id)
+            if not self.settings.disable_rebasing:
+                self.compactions.schedule(library_id)
 
     def _reconcile_presence(self, member: Member, generation: int, shown: dict[str, Any]) -> None:
         """Tell a websocket client what changed in presence since its ``sync-resp``.
@@ -336,6 +341,18 @@ class SyncServer:
                 len(result.documents),
             )
         return result.has_more
+
+    def _global_ack_pass(self, library_id: str) -> bool:
+        """Publish the library's global ack once it has waited (``global_ack``); compact then."""
+        if not self.engine.global_ack_waiting(library_id):
+            return False
+        with self.locks.hold(library_id), self.database.write():
+            envelopes, waiting = self.engine.release_global_ack(library_id)
+            for envelope in envelopes:
+                self.broker.publish(library_id, json_codec.dumps(envelope.message), None)
+        if envelopes and not self.settings.disable_rebasing:
+            self.compactions.schedule(library_id)
+        return waiting
 
     def disconnect(self, sender: TokenInfo, member: Member) -> None:
         """A connection closed: its replicas leave, and their users if it was the last."""
@@ -453,5 +470,6 @@ class SyncServer:
         self.files.close()
         self.sweeper.stop()
         self.compactions.cancel()
+        self.global_acks.cancel()
         self.broker.close()
         self.database.close()

@@ -26,6 +26,7 @@ class Settings:
     pool_size: int = 8
     compaction_delay_seconds: float = 0.2
     compaction_batch_size: int = 2000
+    global_ack_delay_seconds: float = 2.0  # a computed global ack waits this long to go out
     long_poll_max_seconds: float = 25.0
     # Half the presence keepalive: a half-open socket is found and leaves within 30 s.
     websocket_ping_seconds: float = 15.0
@@ -89,6 +90,9 @@ class Settings:
                 pick("compaction_delay_seconds", cls.compaction_delay_seconds)
             ),
             compaction_batch_size=int(pick("compaction_batch_size", cls.compaction_batch_size)),
+            global_ack_delay_seconds=float(
+                pick("global_ack_delay_seconds", cls.global_ack_delay_seconds)
+            ),
             long_poll_max_seconds=float(pick("long_poll_max_seconds", cls.long_poll_max_seconds)),
             websocket_ping_seconds=float(
                 pick("websocket_ping_seconds", cls.websocket_ping_seconds)

@@ -25,7 +25,11 @@ def database_file(tmp_path: Path) -> str:
 def make_app(database_file: str) -> Callable[..., Flask]:
     def make(config: dict[str, Any] | None = None, **options: Any) -> Flask:
         app = Flask("verdant-test")
-        app.config.update(TESTING=True, **(config or {}))
+        # The global ack goes out at once, so a test sees what its acknowledgements make; the
+        # wait has its own tests (test_global_ack.py).
+        app.config.update(
+            {"TESTING": True, "VERDANT_GLOBAL_ACK_DELAY_SECONDS": 0.0, **(config or {})}
+        )
         options.setdefault("database_file", database_file)
         options.setdefault("token_secret", SECRET)
         Verdant(app, **options)

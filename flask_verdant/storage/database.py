@@ -25,6 +25,7 @@ from .. import json_codec
 from ..authz import key_for
 from ..errors import ErrorCode, VerdantError
 from ..files.records import FileInfo
+from ..global_ack import GlobalAck, Waiting
 from ..json_codec import RawJSON
 from ..tokens import ReplicaType
 from .durability import GroupCommit
@@ -248,8 +249,33 @@ class Transaction:
         ).fetchone()
         return row[0] if row else None
 
-    def set_global_ack(self, library_id: str, timestamp: str) -> None:
-        self._db.execute("UPDATE libraries SET globalAck = ? WHERE id = ?", (timestamp, library_id))
+    def global_ack_state(self, library_id: str) -> GlobalAck:
+        """The published global ack and the values waiting to be (``global_ack``)."""
+        row = self._db.execute(
+            """SELECT globalAck, waitingAck, waitingAckSince, laterAck, laterAckSince
+               FROM libraries WHERE id = ?""",
+            (library_id,),
+        ).fetchone()
+        if row is None:
+            return GlobalAck(None)
+        waiting = tuple(
+            Waiting(timestamp, since)
+            for timestamp, since in ((row[1], row[2]), (row[3], row[4]))
+            if timestamp is not None
+        )
+        return GlobalAck(row[0], waiting)
+
+    def set_global_ack_state(self, library_id: str, state: GlobalAck) -> None:
+        slots: list[tuple[str | None, int | None]] = [
+            (w.timestamp, w.since_ms) for w in state.waiting
+        ]
+        slots += [(None, None)] * (2 - len(slots))
+        self._db.execute(
+            """UPDATE libraries SET globalAck = ?, waitingAck = ?, waitingAckSince = ?,
+                   laterAck = ?, laterAckSince = ?
+               WHERE id = ?""",
+            (state.published, *slots[0], *slots[1], library_id),
+        )
 
     def is_library_empty(self, library_id: str) -> bool:
         row = self._db.execute(

@@ -155,6 +155,14 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE baselines ADD COLUMN foldedServerOrder INTEGER",
     ],
+    # 11: global acks computed but not yet published, each with when it was computed (ms):
+    #     a value waits before it goes out (docs/protocol.md, "The global ack").
+    [
+        "ALTER TABLE libraries ADD COLUMN waitingAck TEXT",
+        "ALTER TABLE libraries ADD COLUMN waitingAckSince INTEGER",
+        "ALTER TABLE libraries ADD COLUMN laterAck TEXT",
+        "ALTER TABLE libraries ADD COLUMN laterAckSince INTEGER",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
