@@ -328,6 +328,10 @@ class Client:
         """All documents as plain JSON, deep, sorted by id."""
         return list(self._call("read"))
 
+    def history(self) -> dict[str, list[dict[str, str]]]:
+        """The oid and timestamp of every operation and baseline the client stored."""
+        return dict(self._call("history"))
+
     def read_stored(self) -> list[dict[str, Any]]:
         """All documents as this client stored them, loaded afresh (store 3.x), sorted by id.
 

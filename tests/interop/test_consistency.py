@@ -24,8 +24,10 @@ TRUANCY_MINUTES = 0.05  # 3 s
 
 @pytest.fixture(autouse=True)
 def _fast_consensus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compact right after writes, and call a replica truant after 3 s of silence."""
+    """Compact right after writes, publish the global ack soon, and call a replica truant
+    after 3 s of silence."""
     monkeypatch.setenv("VERDANT_COMPACTION_DELAY_SECONDS", "0.05")
+    monkeypatch.setenv("VERDANT_GLOBAL_ACK_DELAY_SECONDS", "0.3")
     monkeypatch.setenv("VERDANT_REPLICA_TRUANCY_MINUTES", str(TRUANCY_MINUTES))
 
 

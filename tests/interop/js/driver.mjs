@@ -504,6 +504,18 @@ const commands = {
     }
   },
 
+  // What the client holds in its own history: the oid and timestamp of every operation and
+  // baseline it stored (its export), to see where it compacted.
+  async history({ name }) {
+    const { client } = getClient(name);
+    const exported = await client.export({ downloadRemoteFiles: false });
+    // 3.2.x exports a Buffer of JSON; 3.6.x and 5.x an object whose `data` holds the same.
+    const data =
+      exported instanceof Uint8Array ? JSON.parse(Buffer.from(exported).toString()) : exported.data;
+    const brief = (records) => records.map(({ oid, timestamp }) => ({ oid, timestamp }));
+    return { operations: brief(data.operations), baselines: brief(data.baselines) };
+  },
+
   async read({ name }) {
     const { client } = getClient(name);
     const query = client.items.findAll();
