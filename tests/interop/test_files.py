@@ -73,6 +73,8 @@ def files(
     monkeypatch.setenv("VERDANT_FILE_ROOT", str(root))
     monkeypatch.setenv("VERDANT_FILE_SWEEP_INTERVAL", "0.2")
     monkeypatch.setenv("VERDANT_FILE_DELETE_AFTER", "1")
+    # A dropped file is found by compaction, which waits for the global ack.
+    monkeypatch.setenv("VERDANT_GLOBAL_ACK_DELAY_SECONDS", "0.3")
     monkeypatch.setenv("VERDANT_MAX_FILE_BYTES", str(MAX_FILE_BYTES))
     server = LiveServer(tmp_path)
     server.start()

@@ -35,6 +35,7 @@ TIMEOUT = 30.0
 def _fast_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fold history right after writes (read by ``live_server`` when it starts)."""
     monkeypatch.setenv("VERDANT_COMPACTION_DELAY_SECONDS", "0.05")
+    monkeypatch.setenv("VERDANT_GLOBAL_ACK_DELAY_SECONDS", "0.3")
 
 
 @pytest.fixture
