@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flask_verdant.global_ack import GlobalAck, Waiting, advance
+from flask_verdant.testing import VerdantTestClient
 
-from .realtime_helpers import Harness, wait_for
+from .realtime_helpers import Harness, Live, Socket, wait_for
 from .test_sync_protocol import info, initialize
 from .test_websocket import client, join
 
@@ -86,15 +87,23 @@ def _ack(replica_id: str, timestamp: str) -> dict[str, Any]:
     return {"type": "ack", "replicaId": replica_id, "timestamp": timestamp}
 
 
-def test_the_global_ack_goes_out_by_itself_once_it_has_waited_and_history_folds_after(
-    harness: Harness,
-) -> None:
-    delay = 0.5
+def _alice_and_bob(
+    harness: Harness, delay: float
+) -> tuple[Live, VerdantTestClient, VerdantTestClient, Socket, Socket]:
+    """A served app with that global ack delay, and two replicas joined over websockets."""
     live = harness.serve({"VERDANT_GLOBAL_ACK_DELAY_SECONDS": delay})
     alice, bob = client(live, "alice"), client(live, "bob")
     a, b = harness.connect(live, alice), harness.connect(live, bob)
     join(a, alice)
     join(b, bob)
+    return live, alice, bob, a, b
+
+
+def test_the_global_ack_goes_out_by_itself_once_it_has_waited_and_history_folds_after(
+    harness: Harness,
+) -> None:
+    delay = 0.5
+    live, alice, bob, a, b = _alice_and_bob(harness, delay)
     first, second = initialize(alice, "x", title="x"), initialize(bob, "y", title="y")
     while second["timestamp"] <= first["timestamp"]:  # two clocks: bob's edit must be newer
         second = initialize(bob, "y", title="y")
@@ -119,11 +128,7 @@ def test_the_global_ack_goes_out_by_itself_once_it_has_waited_and_history_folds_
 
 
 def test_an_answer_carries_only_the_published_global_ack(harness: Harness) -> None:
-    live = harness.serve({"VERDANT_GLOBAL_ACK_DELAY_SECONDS": 60})
-    alice, bob = client(live, "alice"), client(live, "bob")
-    a, b = harness.connect(live, alice), harness.connect(live, bob)
-    join(a, alice)
-    join(b, bob)
+    live, alice, bob, a, b = _alice_and_bob(harness, 60)
     operation = initialize(alice, "x", title="x")
     a.send(alice.op_message(operation))
     b.receive_until("op-re")
